@@ -1,0 +1,126 @@
+#include "runtime/ops.h"
+
+#include "runtime/error.h"
+
+namespace veto {
+namespace {
+
+template <class... Fs>
+struct Overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+void expect_rank(const Shape& s, int rank, const std::string& node, const char* op) {
+  VETO_CHECK(s.rank() == rank, "node '", node, "' (", op, "): expected a rank-", rank, " input, got ", s.str());
+}
+
+int64_t window_out(int64_t in, int64_t pad_before, int64_t pad_after, int64_t kernel, int64_t stride,
+                   const std::string& node) {
+  const int64_t span = in + pad_before + pad_after - kernel;
+  VETO_CHECK(stride > 0 && span >= 0, "node '", node, "': window ", kernel, " stride ", stride,
+             " does not fit an input of size ", in);
+  return span / stride + 1;
+}
+
+}  // namespace
+
+std::string op_name(const OpParams& op) {
+  return std::visit(Overloaded{[](const InputOp&) { return "input"; }, [](const Conv2dOp&) { return "conv2d"; },
+                               [](const BatchNormOp&) { return "batch_norm"; }, [](const ReluOp&) { return "relu"; },
+                               [](const AddOp&) { return "add"; },
+                               [](const ZeroPadShortcutOp&) { return "zero_pad_shortcut"; },
+                               [](const GlobalAvgPoolOp&) { return "global_avg_pool"; },
+                               [](const AvgPoolOp&) { return "avg_pool"; }, [](const DenseOp&) { return "dense"; },
+                               [](const SoftmaxOp&) { return "softmax"; }},
+                    op);
+}
+
+int op_arity(const OpParams& op) {
+  if (std::holds_alternative<InputOp>(op)) return 0;
+  if (std::holds_alternative<AddOp>(op)) return 2;
+  return 1;
+}
+
+Shape infer_shape(const OpParams& op, const std::vector<Shape>& in, const std::string& node) {
+  VETO_CHECK(static_cast<int>(in.size()) == op_arity(op), "node '", node, "' (", op_name(op), ") takes ",
+             op_arity(op), " inputs, got ", in.size());
+  return std::visit(
+      Overloaded{
+          [&](const InputOp& p) {
+            std::vector<int64_t> d{1};
+            d.insert(d.end(), p.sample_shape.dims.begin(), p.sample_shape.dims.end());
+            return Shape(d);
+          },
+          [&](const Conv2dOp& p) {
+            expect_rank(in[0], 4, node, "conv2d");
+            VETO_CHECK(in[0][1] == p.in_channels, "node '", node, "' (conv2d): expects ", p.in_channels,
+                       " input channels, got input ", in[0].str());
+            return Shape{in[0][0], p.out_channels,
+                         window_out(in[0][2], p.pad_top, p.pad_bottom, p.kernel_h, p.stride_h, node),
+                         window_out(in[0][3], p.pad_left, p.pad_right, p.kernel_w, p.stride_w, node)};
+          },
+          [&](const BatchNormOp& p) {
+            expect_rank(in[0], 4, node, "batch_norm");
+            VETO_CHECK(in[0][1] == p.channels, "node '", node, "' (batch_norm): expects ", p.channels,
+                       " channels, got input ", in[0].str());
+            return in[0];
+          },
+          [&](const ReluOp&) { return in[0]; },
+          [&](const AddOp&) {
+            VETO_CHECK(in[0] == in[1], "node '", node, "' (add): input shapes differ: ", in[0].str(), " vs ",
+                       in[1].str());
+            return in[0];
+          },
+          [&](const ZeroPadShortcutOp& p) {
+            expect_rank(in[0], 4, node, "zero_pad_shortcut");
+            VETO_CHECK(p.stride > 0, "node '", node, "': stride must be positive");
+            return Shape{in[0][0], in[0][1] + p.pad_channels_before + p.pad_channels_after,
+                         (in[0][2] + p.stride - 1) / p.stride, (in[0][3] + p.stride - 1) / p.stride};
+          },
+          [&](const GlobalAvgPoolOp&) {
+            expect_rank(in[0], 4, node, "global_avg_pool");
+            return Shape{in[0][0], in[0][1], 1, 1};
+          },
+          [&](const AvgPoolOp& p) {
+            expect_rank(in[0], 4, node, "avg_pool");
+            return Shape{in[0][0], in[0][1],
+                         window_out(in[0][2], p.pad_top, p.pad_bottom, p.kernel_h, p.stride_h, node),
+                         window_out(in[0][3], p.pad_left, p.pad_right, p.kernel_w, p.stride_w, node)};
+          },
+          [&](const DenseOp& p) {
+            VETO_CHECK(in[0].rank() >= 2 && in[0].numel() / in[0][0] == p.in_features, "node '", node,
+                       "' (dense): expects ", p.in_features, " features per sample, got input ", in[0].str());
+            return Shape{in[0][0], p.out_features};
+          },
+          [&](const SoftmaxOp&) {
+            expect_rank(in[0], 2, node, "softmax");
+            return in[0];
+          }},
+      op);
+}
+
+std::vector<ParamSpec> param_specs(const OpParams& op, const std::string& node) {
+  std::vector<ParamSpec> specs;
+  if (const auto* c = std::get_if<Conv2dOp>(&op)) {
+    specs.push_back({node + ".weight", Shape{c->out_channels, c->in_channels, c->kernel_h, c->kernel_w}});
+    if (c->has_bias) specs.push_back({node + ".bias", Shape{c->out_channels}});
+  } else if (const auto* b = std::get_if<BatchNormOp>(&op)) {
+    for (const char* s : {".weight", ".bias", ".running_mean", ".running_var"})
+      specs.push_back({node + s, Shape{b->channels}});
+  } else if (const auto* d = std::get_if<DenseOp>(&op)) {
+    specs.push_back({node + ".weight", Shape{d->out_features, d->in_features}});
+    if (d->has_bias) specs.push_back({node + ".bias", Shape{d->out_features}});
+  }
+  return specs;
+}
+
+int64_t op_macs(const OpParams& op, const Shape& out) {
+  const int64_t per_sample = out.numel() / out[0];
+  if (const auto* c = std::get_if<Conv2dOp>(&op)) return per_sample * c->in_channels * c->kernel_h * c->kernel_w;
+  if (const auto* d = std::get_if<DenseOp>(&op)) return per_sample * d->in_features;
+  return 0;
+}
+
+}  // namespace veto

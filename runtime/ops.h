@@ -1,0 +1,85 @@
+// Every op kind is defined once here: its parameters, its parameter tensors and its output
+// shape. Backends implement the kernels (backend.h); kernels/reference holds the spec.
+#pragma once
+
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "runtime/tensor.h"
+
+namespace veto {
+
+struct InputOp {
+  Shape sample_shape;  // (C,H,W), without the batch dimension
+};
+
+// 2-D convolution, OIHW weights. Padding may be asymmetric: TensorFlow's "same" padding
+// with stride 2 pads only after (bottom/right) when the total is odd.
+struct Conv2dOp {
+  int64_t in_channels = 0, out_channels = 0;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  bool has_bias = false;
+};
+
+// Inference batch norm: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+struct BatchNormOp {
+  int64_t channels = 0;
+  float eps = 1e-5f;
+};
+
+struct ReluOp {};
+struct AddOp {};
+
+// ResNet "option A" shortcut: x[:, :, ::stride, ::stride], then zero channels on both sides.
+struct ZeroPadShortcutOp {
+  int64_t stride = 2;
+  int64_t pad_channels_before = 0, pad_channels_after = 0;
+};
+
+struct GlobalAvgPoolOp {};  // (N,C,H,W) -> (N,C,1,1)
+
+// Average pool. count_include_pad: torchvision counts padded cells in the mean, Keras does not.
+struct AvgPoolOp {
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  bool count_include_pad = true;
+};
+
+// Fully connected on the flattened input: (N, in_features) -> (N, out_features).
+// Weight (out_features, in_features), as PyTorch's Linear.
+struct DenseOp {
+  int64_t in_features = 0, out_features = 0;
+  bool has_bias = true;
+};
+
+struct SoftmaxOp {};  // over dimension 1 of (N, K)
+
+using OpParams = std::variant<InputOp, Conv2dOp, BatchNormOp, ReluOp, AddOp, ZeroPadShortcutOp, GlobalAvgPoolOp,
+                              AvgPoolOp, DenseOp, SoftmaxOp>;
+
+// "conv2d", "batch_norm", ... (the name `veto info` prints)
+std::string op_name(const OpParams& op);
+
+// Number of inputs the op takes (0 for Input, 2 for Add).
+int op_arity(const OpParams& op);
+
+// Output shape for the given input shapes (batch included); throws veto::Error naming
+// `node` when the inputs do not fit the op.
+Shape infer_shape(const OpParams& op, const std::vector<Shape>& inputs, const std::string& node);
+
+// The parameter tensors of a node named `node`: PyTorch naming ("conv1.weight",
+// "bn1.running_var", ...) with their shapes, in a fixed order.
+struct ParamSpec {
+  std::string name;
+  Shape shape;
+};
+std::vector<ParamSpec> param_specs(const OpParams& op, const std::string& node);
+
+// Multiply-accumulates per sample (for GFLOP/s counters and `veto info`).
+int64_t op_macs(const OpParams& op, const Shape& output);
+
+}  // namespace veto
