@@ -58,9 +58,9 @@ class Backend {
   // Forward kernels.
   virtual std::unique_ptr<Conv2dKernel> make_conv2d(const Conv2dOp& op, const Shape& input,
                                                     const ConvFusion& fusion) = 0;
-  // y = x * scale[c] + shift[c] (inference batch norm with its statistics pre-combined).
-  virtual void batch_norm_forward(const Shape& shape, const float* x, const float* scale, const float* shift,
-                                  float* y) = 0;
+  // Inference batch norm from its parameters (weight, bias, running mean and variance).
+  virtual void batch_norm_forward(const BatchNormOp& op, const Shape& shape, const float* x, const float* weight,
+                                  const float* bias, const float* mean, const float* var, float* y) = 0;
   virtual void relu_forward(int64_t count, const float* x, float* y) = 0;
   // y = a + b, then ReLU when relu is set.
   virtual void add_forward(int64_t count, const float* a, const float* b, float* y, bool relu) = 0;

@@ -1,0 +1,29 @@
+#include <algorithm>
+
+#include "kernels/cpu/kernels.h"
+
+namespace veto::cpu {
+
+void avg_pool_forward(const AvgPoolOp& p, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w,
+                      const float* x, int64_t out_h, int64_t out_w, float* y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < batch * channels; ++nc) {
+    const float* xp = x + nc * in_h * in_w;
+    float* yp = y + nc * out_h * out_w;
+    for (int64_t i = 0; i < out_h; ++i) {
+      const int64_t h0 = i * p.stride_h - p.pad_top;
+      const int64_t hb = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kernel_h, in_h);
+      for (int64_t j = 0; j < out_w; ++j) {
+        const int64_t w0 = j * p.stride_w - p.pad_left;
+        const int64_t wb = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kernel_w, in_w);
+        float sum = 0.0f;
+        for (int64_t h = hb; h < he; ++h)
+          for (int64_t w = wb; w < we; ++w) sum += xp[h * in_w + w];
+        const int64_t divisor = p.count_include_pad ? p.kernel_h * p.kernel_w : (he - hb) * (we - wb);
+        yp[i * out_w + j] = divisor > 0 ? sum / static_cast<float>(divisor) : 0.0f;
+      }
+    }
+  }
+}
+
+}  // namespace veto::cpu

@@ -1,0 +1,24 @@
+// Fast CPU kernels (conv2d has its own header) (OpenMP across rows, inner loops left to the
+// compiler's vectorizer). Each has a plain-loop twin in kernels/reference/ with the same name.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/ops.h"
+
+namespace veto::cpu {
+
+void batch_norm_forward(int64_t batch, int64_t channels, int64_t spatial, const float* x, const float* weight,
+                        const float* bias, const float* mean, const float* var, float eps, float* y);
+void relu_forward(int64_t count, const float* x, float* y);
+void add_forward(int64_t count, const float* a, const float* b, float* y, bool relu);
+void zero_pad_shortcut_forward(const ZeroPadShortcutOp& p, int64_t batch, int64_t channels, int64_t in_h,
+                               int64_t in_w, const float* x, float* y);
+void global_avg_pool_forward(int64_t batch, int64_t channels, int64_t spatial, const float* x, float* y);
+void avg_pool_forward(const AvgPoolOp& p, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w,
+                      const float* x, int64_t out_h, int64_t out_w, float* y);
+void dense_forward(int64_t batch, int64_t in_features, int64_t out_features, const float* x, const float* w,
+                   const float* bias, float* y);
+void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y);
+
+}  // namespace veto::cpu

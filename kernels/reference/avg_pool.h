@@ -1,0 +1,31 @@
+// Reference average pool with explicit padding. count_include_pad selects the divisor:
+// the whole window (torchvision) or only the cells inside the input (Keras).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "runtime/ops.h"
+
+namespace veto::reference {
+
+template <typename T>
+void avg_pool_forward(const AvgPoolOp& p, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w, const T* x,
+                      int64_t out_h, int64_t out_w, T* y) {
+  for (int64_t nc = 0; nc < batch * channels; ++nc)
+    for (int64_t i = 0; i < out_h; ++i)
+      for (int64_t j = 0; j < out_w; ++j) {
+        const int64_t h0 = i * p.stride_h - p.pad_top, w0 = j * p.stride_w - p.pad_left;
+        T sum = T(0);
+        int64_t inside = 0;
+        for (int64_t h = std::max<int64_t>(h0, 0); h < std::min(h0 + p.kernel_h, in_h); ++h)
+          for (int64_t w = std::max<int64_t>(w0, 0); w < std::min(w0 + p.kernel_w, in_w); ++w) {
+            sum += x[(nc * in_h + h) * in_w + w];
+            ++inside;
+          }
+        const int64_t divisor = p.count_include_pad ? p.kernel_h * p.kernel_w : inside;
+        y[(nc * out_h + i) * out_w + j] = divisor > 0 ? sum / T(divisor) : T(0);
+      }
+}
+
+}  // namespace veto::reference

@@ -1,0 +1,34 @@
+// Reference 2-D convolution (the spec): plain loops, NCHW input, OIHW weights.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/ops.h"
+
+namespace veto::reference {
+
+// y[n,o,i,j] = bias[o] + sum_{c,kh,kw} x[n,c,i*sh-pt+kh, j*sw-pl+kw] * w[o,c,kh,kw]
+template <typename T>
+void conv2d_forward(const Conv2dOp& p, int64_t batch, int64_t in_h, int64_t in_w, const T* x, const T* w,
+                    const T* bias, int64_t out_h, int64_t out_w, T* y) {
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t o = 0; o < p.out_channels; ++o)
+      for (int64_t i = 0; i < out_h; ++i)
+        for (int64_t j = 0; j < out_w; ++j) {
+          T acc = bias ? bias[o] : T(0);
+          for (int64_t c = 0; c < p.in_channels; ++c)
+            for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+              const int64_t ih = i * p.stride_h - p.pad_top + kh;
+              if (ih < 0 || ih >= in_h) continue;
+              for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+                const int64_t iw = j * p.stride_w - p.pad_left + kw;
+                if (iw < 0 || iw >= in_w) continue;
+                acc += x[((n * p.in_channels + c) * in_h + ih) * in_w + iw] *
+                       w[((o * p.in_channels + c) * p.kernel_h + kh) * p.kernel_w + kw];
+              }
+            }
+          y[((n * p.out_channels + o) * out_h + i) * out_w + j] = acc;
+        }
+}
+
+}  // namespace veto::reference

@@ -1,0 +1,49 @@
+// The CPU backend: oneDNN convolutions (kernels/cpu/conv2d) and OpenMP kernels for the rest.
+#include "kernels/cpu/conv2d.h"
+#include "kernels/cpu/kernels.h"
+#include "runtime/backends.h"
+#include "runtime/host_backend.h"
+
+namespace veto {
+namespace {
+
+class CpuBackend : public HostBackend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  std::unique_ptr<Conv2dKernel> make_conv2d(const Conv2dOp& op, const Shape& input,
+                                            const ConvFusion& fusion) override {
+    return cpu::make_conv2d(op, input, fusion);
+  }
+  void batch_norm_forward(const BatchNormOp& op, const Shape& s, const float* x, const float* weight,
+                          const float* bias, const float* mean, const float* var, float* y) override {
+    cpu::batch_norm_forward(s[0], s[1], s[2] * s[3], x, weight, bias, mean, var, op.eps, y);
+  }
+  void relu_forward(int64_t count, const float* x, float* y) override { cpu::relu_forward(count, x, y); }
+  void add_forward(int64_t count, const float* a, const float* b, float* y, bool relu) override {
+    cpu::add_forward(count, a, b, y, relu);
+  }
+  void zero_pad_shortcut_forward(const ZeroPadShortcutOp& op, const Shape& s, const float* x, float* y) override {
+    cpu::zero_pad_shortcut_forward(op, s[0], s[1], s[2], s[3], x, y);
+  }
+  void global_avg_pool_forward(const Shape& s, const float* x, float* y) override {
+    cpu::global_avg_pool_forward(s[0], s[1], s[2] * s[3], x, y);
+  }
+  void avg_pool_forward(const AvgPoolOp& op, const Shape& s, const float* x, float* y) override {
+    const Shape out = infer_shape(op, {s}, "avg_pool");
+    cpu::avg_pool_forward(op, s[0], s[1], s[2], s[3], x, out[2], out[3], y);
+  }
+  void dense_forward(const DenseOp& op, int64_t batch, const float* x, const float* w, const float* bias,
+                     float* y) override {
+    cpu::dense_forward(batch, op.in_features, op.out_features, x, w, bias, y);
+  }
+  void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) override {
+    cpu::softmax_forward(rows, cols, x, y);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace veto

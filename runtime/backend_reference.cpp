@@ -1,0 +1,86 @@
+// The reference backend: every op through the plain loops of kernels/reference. Slow on
+// purpose; it is the oracle the fast backends are tested against, model by model.
+#include <vector>
+
+#include "kernels/reference/add.h"
+#include "kernels/reference/avg_pool.h"
+#include "kernels/reference/batch_norm.h"
+#include "kernels/reference/conv2d.h"
+#include "kernels/reference/dense.h"
+#include "kernels/reference/global_avg_pool.h"
+#include "kernels/reference/relu.h"
+#include "kernels/reference/softmax.h"
+#include "kernels/reference/zero_pad_shortcut.h"
+#include "runtime/backends.h"
+#include "runtime/host_backend.h"
+
+namespace veto {
+namespace {
+
+class ReferenceConv2d : public Conv2dKernel {
+ public:
+  ReferenceConv2d(const Conv2dOp& op, const Shape& input, const ConvFusion& fusion)
+      : op_(op), input_(input), output_(infer_shape(op, {input}, "conv2d")), fusion_(fusion) {}
+
+  void set_weights(const float* weight, const float* bias) override {
+    weight_.assign(weight, weight + op_.out_channels * op_.in_channels * op_.kernel_h * op_.kernel_w);
+    bias_.assign(op_.out_channels, 0.0f);
+    if (bias) bias_.assign(bias, bias + op_.out_channels);
+  }
+
+  void forward(const float* x, float* y, const float* residual) override {
+    reference::conv2d_forward(op_, input_[0], input_[2], input_[3], x, weight_.data(), bias_.data(), output_[2],
+                              output_[3], y);
+    const int64_t n = output_.numel();
+    if (fusion_.residual) reference::add_forward(n, y, residual, y);
+    if (fusion_.relu) reference::relu_forward(n, y, y);
+  }
+
+ private:
+  Conv2dOp op_;
+  Shape input_, output_;
+  ConvFusion fusion_;
+  std::vector<float> weight_, bias_;
+};
+
+class ReferenceBackend : public HostBackend {
+ public:
+  std::string name() const override { return "reference"; }
+
+  std::unique_ptr<Conv2dKernel> make_conv2d(const Conv2dOp& op, const Shape& input,
+                                            const ConvFusion& fusion) override {
+    return std::make_unique<ReferenceConv2d>(op, input, fusion);
+  }
+  void batch_norm_forward(const BatchNormOp& op, const Shape& s, const float* x, const float* weight,
+                          const float* bias, const float* mean, const float* var, float* y) override {
+    reference::batch_norm_forward(s[0], s[1], s[2] * s[3], x, weight, bias, mean, var, op.eps, y);
+  }
+  void relu_forward(int64_t count, const float* x, float* y) override { reference::relu_forward(count, x, y); }
+  void add_forward(int64_t count, const float* a, const float* b, float* y, bool relu) override {
+    reference::add_forward(count, a, b, y);
+    if (relu) reference::relu_forward(count, y, y);
+  }
+  void zero_pad_shortcut_forward(const ZeroPadShortcutOp& op, const Shape& s, const float* x, float* y) override {
+    reference::zero_pad_shortcut_forward(op, s[0], s[1], s[2], s[3], x, y);
+  }
+  void global_avg_pool_forward(const Shape& s, const float* x, float* y) override {
+    reference::global_avg_pool_forward(s[0], s[1], s[2] * s[3], x, y);
+  }
+  void avg_pool_forward(const AvgPoolOp& op, const Shape& s, const float* x, float* y) override {
+    const Shape out = infer_shape(op, {s}, "avg_pool");
+    reference::avg_pool_forward(op, s[0], s[1], s[2], s[3], x, out[2], out[3], y);
+  }
+  void dense_forward(const DenseOp& op, int64_t batch, const float* x, const float* w, const float* bias,
+                     float* y) override {
+    reference::dense_forward(batch, op.in_features, op.out_features, x, w, bias, y);
+  }
+  void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) override {
+    reference::softmax_forward(rows, cols, x, y);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_reference_backend() { return std::make_unique<ReferenceBackend>(); }
+
+}  // namespace veto

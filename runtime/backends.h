@@ -1,0 +1,17 @@
+// Constructors of the concrete backends (used by the factory in backend_factory.cpp).
+#pragma once
+
+#include <memory>
+
+#include "runtime/backend.h"
+
+namespace veto {
+
+std::unique_ptr<Backend> make_cpu_backend();
+std::unique_ptr<Backend> make_reference_backend();
+#ifdef VETO_HAVE_CUDA
+std::unique_ptr<Backend> make_cuda_backend();
+bool cuda_device_available();
+#endif
+
+}  // namespace veto

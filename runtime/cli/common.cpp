@@ -1,0 +1,75 @@
+#include "runtime/cli/common.h"
+
+#include <omp.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "runtime/error.h"
+
+namespace veto::cli {
+
+std::vector<OptionSpec> model_options() {
+  return {{"model", OptionSpec::Value, "M", "model file (.safetensors) or bundled name (resnet20)"},
+          {"backend", OptionSpec::Value, "B", "cpu | cuda | auto | reference (slow oracle)", "cpu"},
+          {"threads", OptionSpec::Value, "T", "CPU threads (0 = one per core)", "0"},
+          {"batch", OptionSpec::Value, "B", "images per forward pass", "256"}};
+}
+
+std::vector<OptionSpec> input_options() {
+  return {{"data", OptionSpec::Value, "FILE", "CIFAR-10 binary file (labels give accuracy)"},
+          {"input", OptionSpec::List, "FILE", "image files (PNG/JPEG/BMP) or preprocessed .npy (N,C,H,W)"},
+          {"limit", OptionSpec::Value, "N", "use only the first N inputs"}};
+}
+
+Model open_model(const Args& args) { return load_model(args.require("model")); }
+
+std::unique_ptr<Dataset> open_inputs(const Args& args, const Model& model) {
+  const bool data = args.has("data"), input = args.has("input");
+  VETO_CHECK(data != input, data ? "give either --data or --input, not both" : "no inputs: give --data FILE or --input FILE...");
+  const int64_t limit = args.get_int("limit", -1, 1, int64_t{1} << 40);
+  auto ds = data ? open_cifar_dataset(args.get("data"), model.preprocess, limit)
+                 : open_file_dataset(args.list("input"), model.preprocess, limit);
+  VETO_CHECK(ds->size() > 0, "the inputs hold no samples");
+  return ds;
+}
+
+int threads_of(const Args& args) {
+  const int t = static_cast<int>(args.get_int("threads", 0, 0, 4096));
+  return t > 0 ? t : omp_get_num_procs();
+}
+
+std::unique_ptr<Backend> open_backend(const Args& args) {
+  auto backend = make_backend(args.get_choice("backend", "cpu", {"cpu", "cuda", "auto", "reference"}));
+  backend->set_threads(threads_of(args));
+  return backend;
+}
+
+int64_t batch_size(const Args& args, int64_t fallback) { return args.get_int("batch", fallback, 1, 65536); }
+
+std::string format_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  std::ostringstream os;
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    os << line << "\n";
+  }
+  return os.str();
+}
+
+std::string fixed(double value, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, value);
+  return buf;
+}
+
+}  // namespace veto::cli

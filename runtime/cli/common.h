@@ -1,0 +1,38 @@
+// Pieces every command shares: the standard options, opening the model, the inputs and the
+// backend, and writing tables.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/cli/args.h"
+#include "runtime/dataset.h"
+#include "runtime/model.h"
+
+namespace veto::cli {
+
+// --model, --backend, --threads, --batch
+std::vector<OptionSpec> model_options();
+// --data, --input, --limit
+std::vector<OptionSpec> input_options();
+
+Model open_model(const Args& args);
+// Exactly one of --data (CIFAR-10 binary) and --input (image / .npy files).
+std::unique_ptr<Dataset> open_inputs(const Args& args, const Model& model);
+// The backend from --backend (default cpu) with --threads applied.
+std::unique_ptr<Backend> open_backend(const Args& args);
+int64_t batch_size(const Args& args, int64_t fallback);
+int threads_of(const Args& args);
+
+// Left-aligned text columns.
+std::string format_table(const std::vector<std::vector<std::string>>& rows);
+std::string fixed(double value, int digits);
+
+// Entry points; each returns the process exit code.
+int cmd_predict(const std::vector<std::string>& words);
+int cmd_eval(const std::vector<std::string>& words);
+int cmd_info(const std::vector<std::string>& words);
+
+}  // namespace veto::cli

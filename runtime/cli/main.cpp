@@ -1,0 +1,47 @@
+// The veto command line: one binary, one subcommand per job.
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <new>
+
+#include "runtime/cli/common.h"
+#include "runtime/error.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: veto COMMAND [options]\n"
+    "\n"
+    "veto runs CNN classifiers and tells when a prediction is probably wrong.\n"
+    "\n"
+    "commands:\n"
+    "  predict   the class of every input (CIFAR-10 file, images or .npy)\n"
+    "  eval      accuracy, errors, confusion matrix and images/s on a labeled dataset\n"
+    "  info      a model's metadata and layers (the names other commands select)\n"
+    "\n"
+    "`veto COMMAND --help` documents each command's options.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> words(argv + 2, argv + argc);
+  try {
+    if (command == "predict") return veto::cli::cmd_predict(words);
+    if (command == "eval") return veto::cli::cmd_eval(words);
+    if (command == "info") return veto::cli::cmd_info(words);
+    std::cerr << "veto: error: unknown command '" << command << "' (see veto --help)\n";
+    return 1;
+  } catch (const veto::Error& e) {
+    std::cerr << "veto: error: " << e.what() << "\n";
+  } catch (const std::bad_alloc&) {
+    std::cerr << "veto: error: out of memory\n";
+  } catch (const std::exception& e) {
+    std::cerr << "veto: error: " << e.what() << "\n";
+  }
+  return 1;
+}

@@ -1,0 +1,193 @@
+#include "runtime/model.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "models/builders.h"
+#include "runtime/error.h"
+#include "runtime/io/safetensors.h"
+
+namespace veto {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kFormat = "veto-model/1";
+
+// Where bundled models live: $VETO_MODEL_PATH (colon-separated), then next to the binary
+// (build/models), then an installed share folder.
+std::vector<fs::path> model_search_path() {
+  std::vector<fs::path> dirs;
+  if (const char* env = std::getenv("VETO_MODEL_PATH")) {
+    std::string s = env;
+    size_t start = 0;
+    while (start <= s.size()) {
+      const size_t end = s.find(':', start);
+      const std::string part = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+      if (!part.empty()) dirs.emplace_back(part);
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+  }
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    dirs.push_back(exe.parent_path() / "models");
+    dirs.push_back(exe.parent_path().parent_path() / "models");
+    dirs.push_back(exe.parent_path().parent_path() / "share" / "veto" / "models");
+  }
+  return dirs;
+}
+
+std::string resolve_model_path(const std::string& path_or_name) {
+  std::error_code ec;
+  if (fs::is_regular_file(path_or_name, ec)) return path_or_name;
+  const bool looks_like_name = path_or_name.find('/') == std::string::npos &&
+                               path_or_name.find('.') == std::string::npos && !path_or_name.empty();
+  if (looks_like_name)
+    for (const fs::path& dir : model_search_path()) {
+      const fs::path candidate = dir / (path_or_name + ".safetensors");
+      if (fs::is_regular_file(candidate, ec)) return candidate.string();
+    }
+  if (fs::exists(path_or_name, ec)) fail(path_or_name, ": not a regular file");
+  if (!looks_like_name) fail(path_or_name, ": no such model file");
+  std::string names;
+  for (const auto& n : bundled_model_names()) names += (names.empty() ? "" : ", ") + n;
+  fail("unknown model '", path_or_name, "': not a file and not a bundled model (bundled: ",
+       names.empty() ? "none found" : names, ")");
+}
+
+const std::string& required(const std::map<std::string, std::string>& meta, const std::string& key,
+                            const std::string& source) {
+  auto it = meta.find(key);
+  VETO_CHECK(it != meta.end(), source, ": not a veto model file: metadata has no '", key, "'");
+  return it->second;
+}
+
+nlohmann::json parse_json(const std::string& text, const std::string& what, const std::string& source) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(source, ": metadata '", what, "' is not valid JSON");
+  }
+}
+
+Preprocess parse_preprocess(const std::string& text, const std::string& source) {
+  const nlohmann::json j = parse_json(text, "preprocess", source);
+  Preprocess p;
+  try {
+    p.channels = j.at("channels").get<int64_t>();
+    p.height = j.at("height").get<int64_t>();
+    p.width = j.at("width").get<int64_t>();
+    p.resize = j.value("resize", std::string("none"));
+    p.interpolation = j.value("interpolation", std::string("bilinear"));
+    p.resize_shorter = j.value("resize_shorter", int64_t{0});
+    p.divisor = j.at("divisor").get<float>();
+    p.mean = j.at("mean").get<std::vector<float>>();
+    p.std = j.at("std").get<std::vector<float>>();
+  } catch (const nlohmann::json::exception& e) {
+    fail(source, ": metadata 'preprocess' is malformed: ", e.what());
+  }
+  VETO_CHECK(p.channels == 3 && p.height > 0 && p.width > 0 && p.height <= 4096 && p.width <= 4096, source,
+             ": metadata 'preprocess' has an unsupported input size");
+  VETO_CHECK(p.mean.size() == 3 && p.std.size() == 3, source, ": metadata 'preprocess' needs 3 means and 3 stds");
+  VETO_CHECK(p.divisor > 0 && p.std[0] > 0 && p.std[1] > 0 && p.std[2] > 0, source,
+             ": metadata 'preprocess' has a non-positive divisor or std");
+  VETO_CHECK(p.resize == "none" || p.resize == "stretch" || p.resize == "shorter_crop", source,
+             ": metadata 'preprocess' has unknown resize '", p.resize, "'");
+  VETO_CHECK(p.interpolation == "nearest" || p.interpolation == "bilinear", source,
+             ": metadata 'preprocess' has unknown interpolation '", p.interpolation, "'");
+  return p;
+}
+
+nlohmann::json preprocess_json(const Preprocess& p) {
+  return {{"channels", p.channels}, {"height", p.height},
+          {"width", p.width},       {"resize", p.resize},
+          {"interpolation", p.interpolation}, {"resize_shorter", p.resize_shorter},
+          {"divisor", p.divisor},   {"mean", p.mean},
+          {"std", p.std}};
+}
+
+}  // namespace
+
+std::vector<std::string> bundled_model_names() {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const fs::path& dir : model_search_path()) {
+    if (!fs::is_directory(dir, ec)) continue;
+    for (const auto& entry : fs::directory_iterator(dir, ec))
+      if (entry.path().extension() == ".safetensors") {
+        const std::string n = entry.path().stem().string();
+        if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+      }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Model load_model(const std::string& path_or_name) {
+  const std::string path = resolve_model_path(path_or_name);
+  SafetensorsFile file = read_safetensors(path);
+  Model m;
+  m.source = path;
+  m.metadata = file.metadata;
+  const std::string& format = required(file.metadata, "format", path);
+  VETO_CHECK(format == kFormat, path, ": unsupported model format '", format, "' (expected ", kFormat, ")");
+  m.arch = required(file.metadata, "arch", path);
+  try {
+    m.graph = build_graph(m.arch);
+  } catch (const Error& e) {
+    fail(path, ": ", e.what());
+  }
+  m.preprocess = parse_preprocess(required(file.metadata, "preprocess", path), path);
+  const Shape& input = m.graph.node(0).shape;
+  VETO_CHECK(input[1] == m.preprocess.channels && input[2] == m.preprocess.height && input[3] == m.preprocess.width,
+             path, ": preprocess size ", m.preprocess.height, "x", m.preprocess.width, " does not match the ", m.arch,
+             " input ", input.str());
+  const nlohmann::json classes = parse_json(required(file.metadata, "classes", path), "classes", path);
+  VETO_CHECK(classes.is_array(), path, ": metadata 'classes' must be a JSON array of names");
+  for (const auto& c : classes) {
+    VETO_CHECK(c.is_string(), path, ": metadata 'classes' must be a JSON array of names");
+    m.classes.push_back(c.get<std::string>());
+  }
+  const int64_t outputs = m.graph.node(m.graph.output()).shape.numel();
+  VETO_CHECK(static_cast<int64_t>(m.classes.size()) == outputs, path, ": the class list has ", m.classes.size(),
+             " names but the model's head has ", outputs, " outputs");
+
+  m.params = ParamArena(m.graph.param_specs());
+  for (const ParamArena::View& v : m.params.views()) {
+    const SafeTensor* t = file.find(v.name);
+    VETO_CHECK(t, path, ": missing tensor '", v.name, "' (", m.arch, " needs shape ", v.shape.str(), ")");
+    VETO_CHECK(t->dtype == "F32", path, ": tensor '", v.name, "' has dtype ", t->dtype, ", expected F32");
+    VETO_CHECK(t->shape == v.shape, path, ": tensor '", v.name, "' has shape ", t->shape.str(), ", expected ",
+               v.shape.str());
+    const Tensor values = t->to_float();
+    float* dst = m.params.get(v.name);
+    for (int64_t i = 0; i < values.numel(); ++i) {
+      VETO_CHECK(std::isfinite(values[i]), path, ": tensor '", v.name, "' has a non-finite value (", values[i],
+                 ") at flat index ", i);
+      dst[i] = values[i];
+    }
+  }
+  for (const SafeTensor& t : file.tensors)
+    VETO_CHECK(m.params.contains(t.name), path, ": unexpected tensor '", t.name, "' for arch ", m.arch);
+  return m;
+}
+
+void save_model(const Model& model, const std::string& path) {
+  SafetensorsFile file;
+  file.metadata = model.metadata;
+  file.metadata["format"] = kFormat;
+  file.metadata["arch"] = model.arch;
+  file.metadata["preprocess"] = preprocess_json(model.preprocess).dump();
+  file.metadata["classes"] = nlohmann::json(model.classes).dump();
+  for (const ParamArena::View& v : model.params.views()) {
+    const float* p = model.params.get(v.name);
+    file.tensors.push_back(make_f32(v.name, Tensor(v.shape, std::vector<float>(p, p + v.shape.numel()))));
+  }
+  write_safetensors(path, file);
+}
+
+}  // namespace veto
