@@ -34,5 +34,6 @@ std::string fixed(double value, int digits);
 int cmd_predict(const std::vector<std::string>& words);
 int cmd_eval(const std::vector<std::string>& words);
 int cmd_info(const std::vector<std::string>& words);
+int cmd_bench(const std::vector<std::string>& words);
 
 }  // namespace veto::cli

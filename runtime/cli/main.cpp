@@ -18,6 +18,7 @@ const char* kUsage =
     "  predict   the class of every input (CIFAR-10 file, images or .npy)\n"
     "  eval      accuracy, errors, confusion matrix and images/s on a labeled dataset\n"
     "  info      a model's metadata and layers (the names other commands select)\n"
+    "  bench     forward-pass throughput on given inputs\n"
     "\n"
     "`veto COMMAND --help` documents each command's options.\n";
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
     if (command == "predict") return veto::cli::cmd_predict(words);
     if (command == "eval") return veto::cli::cmd_eval(words);
     if (command == "info") return veto::cli::cmd_info(words);
+    if (command == "bench") return veto::cli::cmd_bench(words);
     std::cerr << "veto: error: unknown command '" << command << "' (see veto --help)\n";
     return 1;
   } catch (const veto::Error& e) {

@@ -1,0 +1,198 @@
+// The veto binary end to end: its outputs on the bundled data, and one clear line on
+// stderr plus a non-zero exit for every kind of bad input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "runtime/io/npy.h"
+#include "runtime/io/safetensors.h"
+
+namespace veto {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kRepo = VETO_REPO_DIR;
+const std::string kCifar = kRepo + "/data/cifar10_test_0-999.bin";
+const std::string kResnet20 = kRepo + "/models/resnet20.safetensors";
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::path(testing::TempDir()) / ("veto_cli_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+Run veto(const std::string& args) {
+  const fs::path out = scratch("stdout.txt"), err = scratch("stderr.txt");
+  const std::string cmd = std::string("'") + VETO_CLI_PATH + "' " + args + " >'" + out.string() + "' 2>'" +
+                          err.string() + "'";
+  const int status = std::system(cmd.c_str());
+  Run r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+// A failed run: exit code 1, exactly one line on stderr, containing `message`.
+void expect_error(const Run& r, const std::string& message) {
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(message), std::string::npos) << "stderr: " << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr: " << r.err;
+  EXPECT_EQ(r.err.rfind("veto: error: ", 0), 0u) << "stderr: " << r.err;
+}
+
+TEST(Cli, HelpAndUsage) {
+  Run r = veto("");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("usage: veto COMMAND"), std::string::npos);
+  r = veto("--help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* cmd : {"predict", "eval", "info"}) {
+    r = veto(std::string(cmd) + " --help");
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.out.find("--model"), std::string::npos) << cmd;
+  }
+}
+
+TEST(Cli, EvalOnTheBundledRecordsGivesPyTorchsAccuracy) {
+  const Run r = veto("eval --model " + kResnet20 + " --data " + kCifar + " --format json --threads 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["count"], 1000);
+  EXPECT_EQ(j["errors"], 85);
+  EXPECT_DOUBLE_EQ(j["accuracy"].get<double>(), 0.915);
+  int64_t total = 0;
+  for (const auto& row : j["confusion"])
+    for (const auto& v : row) total += v.get<int64_t>();
+  EXPECT_EQ(total, 1000);
+}
+
+TEST(Cli, PredictWritesLogitsAndAgreesWithItsTable) {
+  const fs::path logits = scratch("logits.npy");
+  const Run r = veto("predict --model " + kResnet20 + " --data " + kCifar + " --limit 4 --batch 3 --format csv " +
+                     "--logits " + logits.string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const Tensor t = read_npy(logits.string());
+  EXPECT_EQ(t.shape(), (Shape{4, 10}));
+  // Record 0 is a cat, 1 and 2 ships, 3 an airplane; resnet20 gets all four right.
+  EXPECT_NE(r.out.find(",3,3,cat,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(",0,0,airplane,"), std::string::npos) << r.out;
+}
+
+TEST(Cli, PredictOnNpyAndImageInputs) {
+  // The bundled golden inputs are preprocessed records 0-7.
+  const std::string npy = kRepo + "/tests/data/golden/resnet20_inputs_0-7.npy";
+  const Run r = veto("predict --model resnet20 --input " + npy + " --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["count"], 8);
+  EXPECT_EQ(j["predictions"][0]["class"], "cat");
+}
+
+TEST(Cli, InfoListsTheLayerNames) {
+  const Run r = veto("info --model resnet20");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* name : {"conv1 ", "layer1.0 ", "layer3.2 ", "linear ", "272474"})
+    EXPECT_NE(r.out.find(name), std::string::npos) << name;
+}
+
+TEST(Cli, BadFlagsAndNames) {
+  expect_error(veto("frobnicate"), "unknown command 'frobnicate'");
+  expect_error(veto("eval --model resnet20 --data " + kCifar + " --bogus"), "unknown option '--bogus' for 'veto eval'");
+  expect_error(veto("eval --model resnet20 --data " + kCifar + " --limit abc"), "option '--limit' expects an integer");
+  expect_error(veto("eval --model resnet20 --data " + kCifar + " --batch 0"), "option '--batch' must be in [1, 65536]");
+  expect_error(veto("eval --model resnet20 --data " + kCifar + " --backend tpu"), "option '--backend' must be one of");
+  expect_error(veto("eval --model resnet20"), "'veto eval' needs --data");
+  expect_error(veto("predict --model resnet20"), "no inputs: give --data FILE or --input FILE...");
+  expect_error(veto("eval --model resnet99 --data " + kCifar), "unknown model 'resnet99'");
+  expect_error(veto("eval --model /nonexistent/m.safetensors --data " + kCifar), "no such model file");
+}
+
+TEST(Cli, MissingAndTruncatedDataFiles) {
+  expect_error(veto("eval --model resnet20 --data /nonexistent/test_batch.bin"), "/nonexistent/test_batch.bin");
+  const fs::path truncated = scratch("truncated.bin");
+  {
+    const std::string bytes = slurp(kCifar).substr(0, 3073 * 2 + 100);
+    std::ofstream(truncated, std::ios::binary) << bytes;
+  }
+  expect_error(veto("eval --model resnet20 --data " + truncated.string()), "truncated");
+}
+
+TEST(Cli, UndecodableImage) {
+  const fs::path bad = scratch("garbage.png");
+  std::ofstream(bad, std::ios::binary) << "this is not a PNG file at all";
+  expect_error(veto("predict --model resnet20 --input " + bad.string()), "cannot decode image");
+}
+
+// Rewrites the bundled model with one change and checks the loader names it.
+TEST(Cli, CorruptModelFiles) {
+  const SafetensorsFile good = read_safetensors(kResnet20);
+  auto variant = [&](const std::string& name, auto change) {
+    SafetensorsFile f = good;
+    change(f);
+    const fs::path p = scratch(name);
+    write_safetensors(p.string(), f);
+    return p.string();
+  };
+  auto find = [](SafetensorsFile& f, const std::string& name) -> SafeTensor& {
+    for (auto& t : f.tensors)
+      if (t.name == name) return t;
+    throw std::runtime_error("no tensor " + name);
+  };
+  const std::string data = " --data " + kCifar + " --limit 1";
+  expect_error(veto("eval --model " + variant("shape.safetensors", [&](SafetensorsFile& f) {
+                      find(f, "linear.weight").shape = Shape{64, 10};
+                    }) + data),
+               "tensor 'linear.weight' has shape (64,10), expected (10,64)");
+  expect_error(veto("eval --model " + variant("dtype.safetensors", [&](SafetensorsFile& f) {
+                      SafeTensor& t = find(f, "bn1.bias");
+                      t = make_i64("bn1.bias", t.shape, std::vector<int64_t>(16, 1));
+                    }) + data),
+               "tensor 'bn1.bias' has dtype I64, expected F32");
+  expect_error(veto("eval --model " + variant("missing.safetensors", [&](SafetensorsFile& f) {
+                      f.tensors.erase(f.tensors.begin());
+                    }) + data),
+               "missing tensor");
+  expect_error(veto("eval --model " + variant("nan.safetensors", [&](SafetensorsFile& f) {
+                      SafeTensor& t = find(f, "conv1.weight");
+                      const float nan = std::nanf("");
+                      std::memcpy(t.bytes.data() + 4 * 5, &nan, 4);
+                    }) + data),
+               "tensor 'conv1.weight' has a non-finite value (nan) at flat index 5");
+  expect_error(veto("eval --model " + variant("classes.safetensors", [&](SafetensorsFile& f) {
+                      f.metadata["classes"] = "[\"a\",\"b\"]";
+                    }) + data),
+               "the class list has 2 names but the model's head has 10 outputs");
+  expect_error(veto("eval --model " + variant("arch.safetensors", [&](SafetensorsFile& f) {
+                      f.metadata["arch"] = "resnet1202";
+                    }) + data),
+               "unknown architecture 'resnet1202'");
+  const fs::path cut = scratch("cut.safetensors");
+  std::ofstream(cut, std::ios::binary) << slurp(kResnet20).substr(0, 5000);
+  expect_error(veto("eval --model " + cut.string() + data), cut.string());
+}
+
+}  // namespace
+}  // namespace veto

@@ -1,0 +1,159 @@
+// Whole models: the fast CPU backend against the reference backend, and both against golden
+// logits dumped by PyTorch / Keras (weights_tools/golden_cifar.py, make_keras_fixture.py).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "models/builders.h"
+#include "runtime/dataset.h"
+#include "runtime/error.h"
+#include "runtime/executor.h"
+#include "runtime/inference.h"
+#include "runtime/io/npy.h"
+#include "runtime/io/safetensors.h"
+#include "runtime/model.h"
+#include "tests/op_test_util.h"
+
+namespace veto {
+namespace {
+
+const std::string kRepo = VETO_REPO_DIR;
+const std::string kData = VETO_TEST_DATA_DIR;
+const std::string kCifar = kRepo + "/data/cifar10_test_0-999.bin";
+const std::string kResnet20 = kRepo + "/models/resnet20.safetensors";
+
+// Relative L2 distance between two rows.
+double relative_l2(const float* got, const float* want, int64_t n) {
+  double d = 0, w = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    d += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    w += double(want[i]) * want[i];
+  }
+  return std::sqrt(d / std::max(w, 1e-30));
+}
+
+void expect_rows_close(const Tensor& got, const Tensor& want, double tolerance, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  const int64_t rows = got.shape()[0], cols = got.shape()[1];
+  double worst = 0;
+  int64_t worst_row = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double e = relative_l2(got.data() + r * cols, want.data() + r * cols, cols);
+    if (e > worst) worst = e, worst_row = r;
+  }
+  EXPECT_LE(worst, tolerance) << what << ": worst relative L2 error at row " << worst_row;
+}
+
+Tensor first_records(const Model& m, int64_t n) {
+  auto ds = open_cifar_dataset(kCifar, m.preprocess, n);
+  Tensor x(Shape{n, 3, 32, 32});
+  ds->load_batch(0, n, x.data());
+  return x;
+}
+
+TEST(CifarResnet, PreprocessingMatchesTorchvision) {
+  const Model m = load_model(kResnet20);
+  const Tensor want = read_npy(kData + "/golden/resnet20_inputs_0-7.npy");
+  const Tensor got = first_records(m, 8);
+  ASSERT_EQ(got.shape(), want.shape());
+  expect_close(got.data(), want.data(), got.numel(), 1e-6f, 1e-6f, "preprocessed CIFAR records 0-7");
+}
+
+TEST(CifarResnet, Resnet20MatchesPyTorchOnTheExactRecords) {
+  const Model m = load_model(kResnet20);
+  const Tensor golden = read_npy(kData + "/golden/resnet20_logits_0-999.npy");
+  auto cpu = make_backend("cpu");
+  auto ds = open_cifar_dataset(kCifar, m.preprocess);
+  const InferenceResult r = run_inference(m, *cpu, *ds, 256);
+  expect_rows_close(r.logits, golden, 1e-4, "resnet20 logits vs PyTorch");
+  const std::vector<int> want = argmax_rows(golden);
+  int64_t agree = 0, correct = 0;
+  for (int64_t i = 0; i < ds->size(); ++i) {
+    agree += r.predictions[i] == want[i];
+    correct += r.predictions[i] == ds->label(i);
+  }
+  EXPECT_GE(agree, 999) << "predictions must agree with PyTorch on >= 99.9% of records";
+  EXPECT_EQ(correct, 915) << "PyTorch gets 915/1000 on records 0-999";
+}
+
+TEST(CifarResnet, FastBackendMatchesReferenceBackendUnfused) {
+  const Model m = load_model(kResnet20);
+  const Tensor x = first_records(m, 3);
+  auto cpu = make_backend("cpu");
+  auto ref = make_backend("reference");
+  Plan fast(m, *cpu, 3);
+  Plan oracle(m, *ref, 3, PlanOptions{false, {}});
+  fast.forward(x.data());
+  oracle.forward(x.data());
+  expect_rows_close(fast.logits(), oracle.logits(), 1e-5, "fused CPU vs unfused reference");
+}
+
+TEST(CifarResnet, LogitsDoNotDependOnTheBatchSize) {
+  const Model m = load_model(kResnet20);
+  auto cpu = make_backend("cpu");
+  auto ds = open_cifar_dataset(kCifar, m.preprocess, 13);
+  const Tensor one = run_inference(m, *cpu, *ds, 1).logits;
+  const Tensor five = run_inference(m, *cpu, *ds, 5).logits;  // 5 + 5 + 3: two plans
+  expect_rows_close(five, one, 1e-5, "batch 5 vs batch 1");
+}
+
+TEST(CifarResnet, KeptLayersAreReadableAndFusedOnesAreNot) {
+  const Model m = load_model(kResnet20);
+  const Tensor x = first_records(m, 2);
+  auto cpu = make_backend("cpu");
+  auto ref = make_backend("reference");
+  Plan fast(m, *cpu, 2, PlanOptions{true, {"layer1.0", "layer3.2", "layer2.0.bn1"}});
+  Plan oracle(m, *ref, 2, PlanOptions{false, {"layer1.0", "layer3.2", "layer2.0.bn1"}});
+  fast.forward(x.data());
+  oracle.forward(x.data());
+  for (const char* layer : {"layer1.0", "layer3.2", "layer2.0.bn1"}) {
+    const Tensor a = fast.output(layer), b = oracle.output(layer);
+    ASSERT_EQ(a.shape(), b.shape()) << layer;
+    expect_close(a.data(), b.data(), a.numel(), 1e-4f, 1e-5f, layer);
+  }
+  EXPECT_EQ(fast.output("layer3.2").shape(), (Shape{2, 64, 8, 8}));
+  try {
+    fast.output("layer1.1.conv1");
+    FAIL() << "a fused-away layer must not be readable";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("was not kept"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Plan(m, *cpu, 1, PlanOptions{true, {"layer9.9"}}), Error);
+}
+
+TEST(CifarResnet, GraphsDeclareExactlyTheCheckpointTensors) {
+  // akamaster's checkpoints hold 97/157/217/277 tensors (conv 1, BN 4, linear 2).
+  const std::pair<const char*, size_t> cases[] = {
+      {"resnet20", 97}, {"resnet32", 157}, {"resnet44", 217}, {"resnet56", 277}};
+  for (auto [arch, tensors] : cases) {
+    const Graph g = build_graph(arch);
+    EXPECT_EQ(g.param_specs().size(), tensors) << arch;
+    EXPECT_EQ(g.node(g.output()).shape, (Shape{1, 10})) << arch;
+  }
+  // Keras ResNet20v1: 21 convs with bias, 19 BN, one dense.
+  EXPECT_EQ(build_graph("keras_resnet20v1").param_specs().size(), 21u * 2 + 19 * 4 + 2);
+  // Stage outputs and the layer names other commands select.
+  const Graph g = build_graph("resnet56");
+  EXPECT_EQ(g.node(g.find("layer3.8")).shape, (Shape{1, 64, 8, 8}));
+  EXPECT_EQ(g.node(g.find("layer2.0")).shape, (Shape{1, 32, 16, 16}));
+  EXPECT_THROW(build_graph("resnet21"), Error);
+}
+
+TEST(KerasResnet20v1, MatchesTensorFlowOnRandomWeights) {
+  const Model m = load_model(kData + "/keras_resnet20v1_random.safetensors");
+  EXPECT_EQ(m.arch, "keras_resnet20v1");
+  const Tensor golden = read_npy(kData + "/golden/keras_resnet20v1_random_logits_0-15.npy");
+  const Tensor x = first_records(m, 16);
+  auto cpu = make_backend("cpu");
+  auto ref = make_backend("reference");
+  Plan fast(m, *cpu, 16);
+  Plan oracle(m, *ref, 16, PlanOptions{false, {}});
+  fast.forward(x.data());
+  oracle.forward(x.data());
+  expect_rows_close(fast.logits(), golden, 1e-4, "keras_resnet20v1 CPU vs TensorFlow");
+  expect_rows_close(oracle.logits(), golden, 1e-4, "keras_resnet20v1 reference vs TensorFlow");
+}
+
+}  // namespace
+}  // namespace veto

@@ -1,0 +1,161 @@
+// Every fast CPU op (kernels/cpu) against its reference (kernels/reference) on shapes from
+// the real models, batch > 1. conv2d has its own file (test_conv2d.cpp).
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/reference/add.h"
+#include "kernels/reference/avg_pool.h"
+#include "kernels/reference/batch_norm.h"
+#include "kernels/reference/dense.h"
+#include "kernels/reference/global_avg_pool.h"
+#include "kernels/reference/relu.h"
+#include "kernels/reference/softmax.h"
+#include "kernels/reference/zero_pad_shortcut.h"
+#include "runtime/ops.h"
+#include "tests/op_test_util.h"
+
+namespace veto {
+namespace {
+
+std::vector<float> random(int64_t n, uint32_t seed, float lo = -1, float hi = 1) {
+  std::vector<float> v(static_cast<size_t>(n));
+  fill_uniform(v, seed, lo, hi);
+  return v;
+}
+
+TEST(BatchNormForward, CpuMatchesReference) {
+  for (const Shape& s : {Shape{3, 16, 32, 32}, Shape{3, 64, 8, 8}, Shape{2, 35, 17, 17}}) {
+    const int64_t c = s[1], sp = s[2] * s[3];
+    auto x = random(s.numel(), 1), g = random(c, 2, 0.5f, 1.5f), b = random(c, 3);
+    auto m = random(c, 4), v = random(c, 5, 0.1f, 2.0f);
+    std::vector<float> want(x.size()), got(x.size());
+    reference::batch_norm_forward(s[0], c, sp, x.data(), g.data(), b.data(), m.data(), v.data(), 1e-3f, want.data());
+    cpu::batch_norm_forward(s[0], c, sp, x.data(), g.data(), b.data(), m.data(), v.data(), 1e-3f, got.data());
+    expect_close(got.data(), want.data(), s.numel(), 1e-5f, 1e-6f, "batch_norm " + s.str());
+  }
+}
+
+TEST(ReluForward, CpuMatchesReference) {
+  const int64_t n = 3 * 16 * 32 * 32 + 5;
+  auto x = random(n, 7);
+  std::vector<float> want(x.size()), got(x.size());
+  reference::relu_forward(n, x.data(), want.data());
+  cpu::relu_forward(n, x.data(), got.data());
+  expect_close(got.data(), want.data(), n, 0, 0, "relu");
+}
+
+TEST(AddForward, CpuMatchesReferenceWithAndWithoutRelu) {
+  const int64_t n = 3 * 32 * 16 * 16 + 3;
+  auto a = random(n, 8), b = random(n, 9);
+  std::vector<float> want(a.size()), got(a.size());
+  reference::add_forward(n, a.data(), b.data(), want.data());
+  cpu::add_forward(n, a.data(), b.data(), got.data(), false);
+  expect_close(got.data(), want.data(), n, 0, 0, "add");
+  reference::relu_forward(n, want.data(), want.data());
+  cpu::add_forward(n, a.data(), b.data(), got.data(), true);
+  expect_close(got.data(), want.data(), n, 0, 0, "add+relu");
+}
+
+TEST(ZeroPadShortcutForward, CpuMatchesReferenceOnResnetStages) {
+  for (const Shape& s : {Shape{3, 16, 32, 32}, Shape{3, 32, 16, 16}, Shape{2, 5, 7, 9}}) {
+    const ZeroPadShortcutOp op{2, s[1] / 2, s[1] / 2};
+    const Shape out = infer_shape(op, {s}, "shortcut");
+    auto x = random(s.numel(), 10);
+    std::vector<float> want(static_cast<size_t>(out.numel())), got(want.size(), 7.0f);
+    reference::zero_pad_shortcut_forward(op, s[0], s[1], s[2], s[3], x.data(), want.data());
+    cpu::zero_pad_shortcut_forward(op, s[0], s[1], s[2], s[3], x.data(), got.data());
+    expect_close(got.data(), want.data(), out.numel(), 0, 0, "zero_pad_shortcut " + s.str());
+  }
+  // Hand-checked: the subsampled pixel (0,0) of channel 0 lands in channel pad_before.
+  const ZeroPadShortcutOp op{2, 1, 1};
+  std::vector<float> x{1, 2, 3, 4}, y(3 * 1 * 1);
+  reference::zero_pad_shortcut_forward(op, 1, 1, 2, 2, x.data(), y.data());
+  EXPECT_EQ(y, (std::vector<float>{0, 1, 0}));
+}
+
+TEST(GlobalAvgPoolForward, CpuMatchesReference) {
+  const Shape s{3, 64, 8, 8};
+  auto x = random(s.numel(), 11);
+  std::vector<float> want(3 * 64), got(3 * 64);
+  reference::global_avg_pool_forward(s[0], s[1], s[2] * s[3], x.data(), want.data());
+  cpu::global_avg_pool_forward(s[0], s[1], s[2] * s[3], x.data(), got.data());
+  expect_close(got.data(), want.data(), 3 * 64, 1e-5f, 1e-6f, "global_avg_pool");
+}
+
+TEST(AvgPoolForward, CpuMatchesReferenceBothPaddingSemantics) {
+  struct Case {
+    Shape in;
+    AvgPoolOp op;
+  };
+  const std::vector<Case> cases{
+      {{3, 64, 8, 8}, {8, 8, 8, 8, 0, 0, 0, 0, true}},           // Keras ResNet20v1 head
+      {{2, 192, 35, 35}, {3, 3, 1, 1, 1, 1, 1, 1, true}},        // torchvision Inception branch pool
+      {{2, 192, 35, 35}, {3, 3, 1, 1, 1, 1, 1, 1, false}},       // Keras Inception branch pool
+      {{2, 7, 17, 13}, {3, 3, 2, 2, 0, 0, 0, 0, true}},          // odd sizes, stride 2, valid
+  };
+  for (const Case& c : cases) {
+    const Shape out = infer_shape(c.op, {c.in}, "pool");
+    auto x = random(c.in.numel(), 12);
+    std::vector<float> want(static_cast<size_t>(out.numel())), got(want.size());
+    reference::avg_pool_forward(c.op, c.in[0], c.in[1], c.in[2], c.in[3], x.data(), out[2], out[3], want.data());
+    cpu::avg_pool_forward(c.op, c.in[0], c.in[1], c.in[2], c.in[3], x.data(), out[2], out[3], got.data());
+    expect_close(got.data(), want.data(), out.numel(), 1e-5f, 1e-6f, "avg_pool " + c.in.str());
+  }
+  // Hand-checked corner of a 3x3/1 pool with padding 1 on an all-ones input: 4 cells inside.
+  std::vector<float> ones(4 * 4, 1.0f), y(16);
+  AvgPoolOp op{3, 3, 1, 1, 1, 1, 1, 1, true};
+  reference::avg_pool_forward(op, 1, 1, 4, 4, ones.data(), 4, 4, y.data());
+  EXPECT_FLOAT_EQ(y[0], 4.0f / 9.0f);
+  op.count_include_pad = false;
+  reference::avg_pool_forward(op, 1, 1, 4, 4, ones.data(), 4, 4, y.data());
+  EXPECT_FLOAT_EQ(y[0], 1.0f);
+}
+
+TEST(DenseForward, CpuMatchesReference) {
+  for (auto [batch, in, out] : {std::tuple<int64_t, int64_t, int64_t>{3, 64, 10}, {2, 2048, 1000}, {5, 7, 3}}) {
+    auto x = random(batch * in, 13), w = random(out * in, 14), b = random(out, 15);
+    std::vector<float> want(static_cast<size_t>(batch * out)), got(want.size());
+    reference::dense_forward(batch, in, out, x.data(), w.data(), b.data(), want.data());
+    cpu::dense_forward(batch, in, out, x.data(), w.data(), b.data(), got.data());
+    expect_close(got.data(), want.data(), batch * out, 1e-4f, 1e-5f, "dense");
+    cpu::dense_forward(batch, in, out, x.data(), w.data(), nullptr, got.data());
+    for (int64_t i = 0; i < batch * out; ++i) want[i] -= b[i % out];
+    expect_close(got.data(), want.data(), batch * out, 1e-4f, 1e-5f, "dense without bias");
+  }
+}
+
+TEST(SoftmaxForward, CpuMatchesReferenceAndSurvivesLargeLogits) {
+  auto x = random(5 * 10, 16, -20, 20);
+  x[3] = 1000.0f;  // would overflow exp() without the max shift
+  std::vector<float> want(x.size()), got(x.size());
+  reference::softmax_forward(5, 10, x.data(), want.data());
+  cpu::softmax_forward(5, 10, x.data(), got.data());
+  expect_close(got.data(), want.data(), 50, 1e-5f, 1e-7f, "softmax");
+  EXPECT_NEAR(got[3], 1.0f, 1e-6f);
+  for (int r = 0; r < 5; ++r) {
+    double sum = 0;
+    for (int c = 0; c < 10; ++c) sum += got[r * 10 + c];
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+  }
+}
+
+TEST(InferShape, RejectsInputsThatDoNotFit) {
+  Conv2dOp conv;
+  conv.in_channels = 3;
+  conv.out_channels = 16;
+  conv.kernel_h = conv.kernel_w = 3;
+  EXPECT_EQ(infer_shape(conv, {Shape{2, 3, 32, 32}}, "c"), (Shape{2, 16, 30, 30}));
+  try {
+    infer_shape(conv, {Shape{2, 4, 32, 32}}, "layer1.0.conv1");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "node 'layer1.0.conv1' (conv2d): expects 3 input channels, got input (2,4,32,32)");
+  }
+  EXPECT_THROW(infer_shape(AddOp{}, {Shape{1, 2}, Shape{1, 3}}, "add"), Error);
+  EXPECT_THROW(infer_shape(conv, {Shape{2, 3, 2, 2}}, "small"), Error);
+}
+
+}  // namespace
+}  // namespace veto
