@@ -1,0 +1,240 @@
+// The fast CPU convolution (kernels/cpu/conv2d, oneDNN) against the reference loops
+// (kernels/reference/conv2d.h, run in double) on shapes from the real models, batch > 1:
+// ResNet-20 CIFAR, a 1x1 stride-2 projection, TensorFlow "same" asymmetric padding and
+// InceptionV3-like 1x7 / 7x1 / stride-2 valid / 5x5 layers with channels that are not
+// multiples of the 8-wide blocks oneDNN uses. Every fusion, with and without bias.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/conv2d.h"
+#include "kernels/reference/conv2d.h"
+#include "runtime/error.h"
+#include "runtime/ops.h"
+#include "tests/op_test_util.h"
+
+namespace veto {
+namespace {
+
+constexpr float kTol = 1e-4f;  // |fast - ref| <= 1e-4 * max(1, |ref|)
+constexpr int64_t kGuard = 16;  // sentinel floats after the output: the kernel must not write there
+
+struct ConvCase {
+  std::string name;
+  Conv2dOp op;
+  Shape input;      // (N,C,H,W)
+  Shape expected;   // output shape, written out by hand
+};
+
+Conv2dOp conv(int64_t in, int64_t out, int64_t kh, int64_t kw, int64_t stride, int64_t pt, int64_t pl, int64_t pb,
+              int64_t pr) {
+  Conv2dOp op;
+  op.in_channels = in;
+  op.out_channels = out;
+  op.kernel_h = kh;
+  op.kernel_w = kw;
+  op.stride_h = op.stride_w = stride;
+  op.pad_top = pt;
+  op.pad_left = pl;
+  op.pad_bottom = pb;
+  op.pad_right = pr;
+  return op;
+}
+
+std::vector<float> random(int64_t n, uint32_t seed) {
+  std::vector<float> v(static_cast<size_t>(n));
+  fill_uniform(v, seed);
+  return v;
+}
+
+std::string fusion_name(const ConvFusion& f, bool bias) {
+  std::string s = bias ? "bias" : "no-bias";
+  if (f.relu) s += "+relu";
+  if (f.residual) s += "+residual";
+  return s;
+}
+
+// conv(x, w) + bias, in double through the reference loops.
+std::vector<double> reference_conv(const ConvCase& c, const std::vector<float>& x, const std::vector<float>& w,
+                                   const float* bias) {
+  const std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end());
+  std::vector<double> bd;
+  if (bias) bd.assign(bias, bias + c.op.out_channels);
+  std::vector<double> y(static_cast<size_t>(c.expected.numel()));
+  reference::conv2d_forward<double>(c.op, c.input[0], c.input[2], c.input[3], xd.data(), wd.data(),
+                                    bias ? bd.data() : nullptr, c.expected[2], c.expected[3], y.data());
+  return y;
+}
+
+// The epilogue applied to the reference: relu?(conv + bias + residual?).
+std::vector<float> reference_epilogue(const std::vector<double>& conv_bias, const ConvFusion& f,
+                                      const std::vector<float>& residual) {
+  std::vector<float> out(conv_bias.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    double v = conv_bias[i] + (f.residual ? residual[i] : 0.0);
+    if (f.relu && v < 0) v = 0;
+    out[i] = static_cast<float>(v);
+  }
+  return out;
+}
+
+// Runs the fast kernel once, checking shape, guard sentinels and NaN; returns the output.
+std::vector<float> run_fast(const ConvCase& c, const ConvFusion& f, const std::vector<float>& x,
+                            const std::vector<float>& w, const float* bias, const float* residual,
+                            const std::string& what) {
+  EXPECT_EQ(infer_shape(OpParams(c.op), {c.input}, "conv"), c.expected) << what;
+  const int64_t n = c.expected.numel();
+  std::vector<float> y(static_cast<size_t>(n + kGuard), std::numeric_limits<float>::quiet_NaN());
+  auto kernel = cpu::make_conv2d(c.op, c.input, f);
+  kernel->set_weights(w.data(), bias);
+  kernel->forward(x.data(), y.data(), residual);
+  for (int64_t i = n; i < n + kGuard; ++i) EXPECT_TRUE(std::isnan(y[i])) << what << ": wrote past the output";
+  y.resize(static_cast<size_t>(n));
+  int64_t nans = 0;
+  for (float v : y) nans += std::isnan(v);
+  EXPECT_EQ(nans, 0) << what << ": NaN (or unwritten) outputs with " << cpu::conv2d_implementation(*kernel);
+  return y;
+}
+
+// Every fusion, with and without bias, against the reference.
+void check_case(const ConvCase& c, uint32_t seed) {
+  ASSERT_EQ(c.input.rank(), 4);
+  const auto x = random(c.input.numel(), seed);
+  const auto w = random(c.op.out_channels * c.op.in_channels * c.op.kernel_h * c.op.kernel_w, seed + 1);
+  const auto bias = random(c.op.out_channels, seed + 2);
+  const auto residual = random(c.expected.numel(), seed + 3);
+  for (bool with_bias : {false, true}) {
+    const float* b = with_bias ? bias.data() : nullptr;
+    const auto conv_bias = reference_conv(c, x, w, b);
+    for (bool relu : {false, true})
+      for (bool res : {false, true}) {
+        ConvFusion f;
+        f.relu = relu;
+        f.residual = res;
+        const std::string what = c.name + " " + c.input.str() + " " + fusion_name(f, with_bias);
+        const auto want = reference_epilogue(conv_bias, f, residual);
+        const auto got = run_fast(c, f, x, w, b, res ? residual.data() : nullptr, what);
+        expect_close(got.data(), want.data(), static_cast<int64_t>(want.size()), kTol, kTol, what);
+      }
+  }
+}
+
+TEST(Conv2dCpu, ResNet20CifarShapesMatchReference) {
+  const std::vector<ConvCase> cases = {
+      {"conv1 3->16", conv(3, 16, 3, 3, 1, 1, 1, 1, 1), {3, 3, 32, 32}, {3, 16, 32, 32}},
+      {"layer1 16->16", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {3, 16, 32, 32}, {3, 16, 32, 32}},
+      {"layer2.0 16->32 s2", conv(16, 32, 3, 3, 2, 1, 1, 1, 1), {3, 16, 32, 32}, {3, 32, 16, 16}},
+      {"layer2 32->32", conv(32, 32, 3, 3, 1, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 32, 16, 16}},
+      {"layer3.0 32->64 s2", conv(32, 64, 3, 3, 2, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 64, 8, 8}},
+      {"layer3 64->64", conv(64, 64, 3, 3, 1, 1, 1, 1, 1), {3, 64, 8, 8}, {3, 64, 8, 8}},
+      {"layer3 64->64 batch 1", conv(64, 64, 3, 3, 1, 1, 1, 1, 1), {1, 64, 8, 8}, {1, 64, 8, 8}},
+  };
+  uint32_t seed = 100;
+  for (const auto& c : cases) check_case(c, seed += 10);
+}
+
+TEST(Conv2dCpu, ProjectionAndAsymmetricPaddingMatchReference) {
+  const std::vector<ConvCase> cases = {
+      {"1x1 s2 projection 16->32", conv(16, 32, 1, 1, 2, 0, 0, 0, 0), {3, 16, 32, 32}, {3, 32, 16, 16}},
+      // TensorFlow "same" with stride 2 on an even size pads only after: 32 -> 16.
+      {"tf-same 3x3 s2 16->32", conv(16, 32, 3, 3, 2, 0, 0, 1, 1), {3, 16, 32, 32}, {3, 32, 16, 16}},
+      {"tf-same 3x3 s2 3->16", conv(3, 16, 3, 3, 2, 0, 0, 1, 1), {2, 3, 32, 32}, {2, 16, 16, 16}},
+      {"asymmetric 3x3 t1 l0 b0 r2", conv(8, 12, 3, 3, 1, 1, 0, 0, 2), {2, 8, 9, 10}, {2, 12, 8, 10}},
+  };
+  uint32_t seed = 200;
+  for (const auto& c : cases) check_case(c, seed += 10);
+}
+
+TEST(Conv2dCpu, InceptionLikeShapesMatchReference) {
+  const std::vector<ConvCase> cases = {
+      {"1x7 pad (0,3) 35->48", conv(35, 48, 1, 7, 1, 0, 3, 0, 3), {2, 35, 17, 17}, {2, 48, 17, 17}},
+      {"7x1 pad (3,0) 48->35", conv(48, 35, 7, 1, 1, 3, 0, 3, 0), {2, 48, 17, 17}, {2, 35, 17, 17}},
+      {"3x3 s2 valid 35->48 on 35x35", conv(35, 48, 3, 3, 2, 0, 0, 0, 0), {2, 35, 35, 35}, {2, 48, 17, 17}},
+      {"3x3 s2 valid 3->35 on 35x35", conv(3, 35, 3, 3, 2, 0, 0, 0, 0), {3, 3, 35, 35}, {3, 35, 17, 17}},
+      {"5x5 pad 2 48->64", conv(48, 64, 5, 5, 1, 2, 2, 2, 2), {2, 48, 17, 17}, {2, 64, 17, 17}},
+      {"1x1 35->3", conv(35, 3, 1, 1, 1, 0, 0, 0, 0), {3, 35, 13, 13}, {3, 3, 13, 13}},
+      {"3x3 valid 3->3 odd 11x13", conv(3, 3, 3, 3, 1, 0, 0, 0, 0), {2, 3, 11, 13}, {2, 3, 9, 11}},
+  };
+  uint32_t seed = 300;
+  for (const auto& c : cases) check_case(c, seed += 10);
+}
+
+// A mutant delta calls set_weights again: the packed copy must follow, bias included
+// (and a null bias after a real one means zeros).
+TEST(Conv2dCpu, SetWeightsAgainRepacks) {
+  for (bool relu_residual : {false, true}) {
+    const ConvCase c{"layer2 32->32", conv(32, 32, 3, 3, 1, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 32, 16, 16}};
+    ConvFusion f;
+    f.relu = f.residual = relu_residual;
+    const auto x = random(c.input.numel(), 1), residual = random(c.expected.numel(), 2);
+    const auto w1 = random(32 * 32 * 9, 3), w2 = random(32 * 32 * 9, 4), b1 = random(32, 5), b2 = random(32, 6);
+    const int64_t n = c.expected.numel();
+    const float* res = relu_residual ? residual.data() : nullptr;
+    auto kernel = cpu::make_conv2d(c.op, c.input, f);
+    std::vector<float> y(static_cast<size_t>(n));
+
+    struct Step {
+      const std::vector<float>* w;
+      const std::vector<float>* b;
+    };
+    std::vector<float> previous;
+    int index = 0;
+    for (Step s : {Step{&w1, &b1}, Step{&w2, &b2}, Step{&w2, nullptr}, Step{&w1, &b1}}) {
+      const float* bias = s.b ? s.b->data() : nullptr;
+      kernel->set_weights(s.w->data(), bias);
+      kernel->forward(x.data(), y.data(), res);
+      const auto want = reference_epilogue(reference_conv(c, x, *s.w, bias), f, residual);
+      const std::string what = "set_weights call " + std::to_string(++index) + (relu_residual ? " relu+res" : "");
+      expect_close(y.data(), want.data(), n, kTol, kTol, what);
+      if (!previous.empty()) {
+        EXPECT_NE(previous, y) << what << ": output did not change with the weights";
+      }
+      previous = y;
+    }
+  }
+}
+
+// The executor may add the residual in place: y and the residual are the same buffer.
+TEST(Conv2dCpu, ResidualMayBeTheOutputBuffer) {
+  const ConvCase c{"layer1 16->16", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {2, 16, 32, 32}, {2, 16, 32, 32}};
+  ConvFusion f;
+  f.relu = f.residual = true;
+  const auto x = random(c.input.numel(), 11), w = random(16 * 16 * 9, 12), b = random(16, 13);
+  const auto residual = random(c.expected.numel(), 14);
+  const auto want = reference_epilogue(reference_conv(c, x, w, b.data()), f, residual);
+  auto kernel = cpu::make_conv2d(c.op, c.input, f);
+  kernel->set_weights(w.data(), b.data());
+  std::vector<float> y = residual;
+  kernel->forward(x.data(), y.data(), y.data());
+  expect_close(y.data(), want.data(), c.expected.numel(), kTol, kTol, "in-place residual");
+}
+
+TEST(Conv2dCpu, BadUseThrowsVetoError) {
+  const Conv2dOp op = conv(16, 16, 3, 3, 1, 1, 1, 1, 1);
+  EXPECT_THROW(cpu::make_conv2d(op, Shape{2, 3, 32, 32}, {}), Error);     // channel mismatch
+  EXPECT_THROW(cpu::make_conv2d(op, Shape{2, 16, 32}, {}), Error);        // not rank 4
+  EXPECT_THROW(cpu::make_conv2d(conv(16, 16, 5, 5, 1, 0, 0, 0, 0), Shape{1, 16, 3, 3}, {}), Error);  // too small
+  EXPECT_THROW(cpu::make_conv2d(conv(16, 16, 3, 3, 0, 1, 1, 1, 1), Shape{1, 16, 8, 8}, {}), Error);  // stride 0
+
+  ConvFusion with_residual;
+  with_residual.residual = true;
+  auto kernel = cpu::make_conv2d(op, Shape{1, 16, 8, 8}, with_residual);
+  std::vector<float> x(16 * 64, 1.0f), y(16 * 64), w(16 * 16 * 9, 0.1f);
+  EXPECT_THROW(kernel->forward(x.data(), y.data(), y.data()), Error);  // before set_weights
+  kernel->set_weights(w.data(), nullptr);
+  EXPECT_THROW(kernel->forward(x.data(), y.data(), nullptr), Error);  // residual missing
+  EXPECT_THROW(kernel->forward(x.data(), x.data(), x.data()), Error);  // output overlaps input
+  EXPECT_THROW(kernel->set_weights(nullptr, nullptr), Error);
+  try {
+    kernel->forward(x.data(), y.data(), nullptr);
+    ADD_FAILURE() << "expected veto::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv2d 16->16 3x3"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace veto
