@@ -1,0 +1,125 @@
+// The CUDA backend: cuDNN convolutions (conv2d.cpp), cuBLAS dense (dense.cu) and one custom
+// kernel per remaining op (kernels/cuda/<op>.cu). Every call queues work on the context's one
+// stream and returns; download() and synchronize() wait for it.
+#include <memory>
+
+#include "kernels/cuda/conv2d.h"
+#include "kernels/cuda/cuda_context.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "runtime/error.h"
+
+// See cuda_context.cpp: this file exists only in CUDA builds.
+#ifndef VETO_HAVE_CUDA
+#define VETO_HAVE_CUDA 1
+#endif
+#include "runtime/backends.h"
+
+namespace veto {
+namespace {
+
+class CudaBackend : public Backend {
+ public:
+  explicit CudaBackend(int device) : context_(std::make_shared<cuda::CudaContext>(device)) {}
+
+  std::string name() const override { return "cuda"; }
+
+  // A no-op on the device: kernels get their parallelism from their launch configuration, and
+  // the host side only queues work on one stream (one host thread is all it needs). The count
+  // is still validated so a bad value fails the same way on every backend.
+  void set_threads(int threads) override {
+    VETO_CHECK(threads >= 0, "thread count must be >= 0, got ", threads);
+  }
+
+  std::unique_ptr<DeviceBuffer> allocate(size_t floats) override {
+    return std::make_unique<cuda::CudaBuffer>(context_, floats);
+  }
+  void upload(const float* host, float* device, size_t floats) override {
+    context_->upload(host, device, floats * sizeof(float));
+  }
+  void download(const float* device, float* host, size_t floats) override {
+    context_->download(device, host, floats * sizeof(float));
+  }
+  void synchronize() override { context_->synchronize(); }
+
+  std::unique_ptr<Conv2dKernel> make_conv2d(const Conv2dOp& op, const Shape& input,
+                                            const ConvFusion& fusion) override {
+    return cuda::make_conv2d(context_, op, input, fusion);
+  }
+
+  void batch_norm_forward(const BatchNormOp& op, const Shape& s, const float* x, const float* weight,
+                          const float* bias, const float* mean, const float* var, float* y) override {
+    infer_shape(op, {s}, "batch_norm");  // validates rank and channels
+    context_->activate();
+    cuda::batch_norm_forward(context_->stream(), s[0], s[1], s[2] * s[3], x, weight, bias, mean, var, op.eps, y);
+  }
+
+  void relu_forward(int64_t count, const float* x, float* y) override {
+    context_->activate();
+    cuda::relu_forward(context_->stream(), count, x, y);
+  }
+
+  void add_forward(int64_t count, const float* a, const float* b, float* y, bool relu) override {
+    context_->activate();
+    cuda::add_forward(context_->stream(), count, a, b, y, relu);
+  }
+
+  void zero_pad_shortcut_forward(const ZeroPadShortcutOp& op, const Shape& s, const float* x, float* y) override {
+    const Shape out = infer_shape(op, {s}, "zero_pad_shortcut");
+    cuda_math::ZeroPadShortcutGeometry g;
+    g.channels = s[1];
+    g.in_h = s[2];
+    g.in_w = s[3];
+    g.out_channels = out[1];
+    g.out_h = out[2];
+    g.out_w = out[3];
+    g.stride = op.stride;
+    g.pad_channels_before = op.pad_channels_before;
+    context_->activate();
+    cuda::zero_pad_shortcut_forward(context_->stream(), g, s[0], x, y);
+  }
+
+  void global_avg_pool_forward(const Shape& s, const float* x, float* y) override {
+    infer_shape(GlobalAvgPoolOp{}, {s}, "global_avg_pool");
+    context_->activate();
+    cuda::global_avg_pool_forward(context_->stream(), s[0] * s[1], s[2] * s[3], x, y);
+  }
+
+  void avg_pool_forward(const AvgPoolOp& op, const Shape& s, const float* x, float* y) override {
+    const Shape out = infer_shape(op, {s}, "avg_pool");
+    cuda_math::AvgPoolGeometry g;
+    g.in_h = s[2];
+    g.in_w = s[3];
+    g.out_h = out[2];
+    g.out_w = out[3];
+    g.kernel_h = op.kernel_h;
+    g.kernel_w = op.kernel_w;
+    g.stride_h = op.stride_h;
+    g.stride_w = op.stride_w;
+    g.pad_top = op.pad_top;
+    g.pad_left = op.pad_left;
+    g.count_include_pad = op.count_include_pad;
+    context_->activate();
+    cuda::avg_pool_forward(context_->stream(), g, s[0] * s[1], x, y);
+  }
+
+  void dense_forward(const DenseOp& op, int64_t batch, const float* x, const float* w, const float* bias,
+                     float* y) override {
+    context_->activate();
+    cuda::dense_forward(context_->cublas(), context_->stream(), batch, op.in_features, op.out_features, x, w, bias,
+                        y);
+  }
+
+  void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) override {
+    context_->activate();
+    cuda::softmax_forward(context_->stream(), rows, cols, x, y);
+  }
+
+ private:
+  std::shared_ptr<cuda::CudaContext> context_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(cuda::select_device()); }
+
+}  // namespace veto

@@ -1,0 +1,197 @@
+// The CUDA convolution: cuDNN cross-correlation (NCHW float, OIHW weights), then one custom
+// epilogue kernel for bias + residual + ReLU (conv2d_epilogue.cu). The simple, robust path:
+// cudnnConvolutionBiasActivationForward's valid combinations depend on the algorithm (identity
+// activation only with IMPLICIT_PRECOMP_GEMM), whereas one epilogue covers every fusion with
+// whatever algorithm is fastest, for one extra pass over y.
+//
+// Asymmetric padding (TensorFlow "same" with stride 2 pads one more row/column after):
+// cuDNN pads symmetrically only. The kernel gives cuDNN the smaller side's padding and adds the
+// remainder as an explicitly zero-padded copy of the input (conv2d_pad_input.cu) in a buffer
+// owned by the kernel; symmetric convolutions skip the copy.
+//
+// Numerics: FP32 FMA math only (CUDNN_FMA_MATH), no TF32 tensor cores, so results agree with the
+// CPU backends to FP32 rounding. The algorithm is chosen once per kernel from cuDNN's heuristics
+// (cudnnGetConvolutionForwardAlgorithm_v7) rather than by timing (Find): the choice is the same
+// on every run, so results are reproducible run to run on one machine.
+#include "kernels/cuda/conv2d.h"
+
+#include <algorithm>
+#include <climits>
+#include <vector>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "runtime/error.h"
+
+namespace veto::cuda {
+namespace {
+
+// Largest workspace a convolution algorithm may ask for (also capped by half the free memory).
+constexpr size_t kMaxWorkspaceBytes = size_t(512) << 20;
+
+int to_int(int64_t v, const char* what) {
+  VETO_CHECK(v >= 0 && v <= INT_MAX, "CUDA conv2d: ", what, " = ", v, " exceeds cuDNN's int range");
+  return static_cast<int>(v);
+}
+
+class CudaConv2d : public Conv2dKernel {
+ public:
+  CudaConv2d(std::shared_ptr<CudaContext> context, const Conv2dOp& op, const Shape& input, const ConvFusion& fusion)
+      : context_(std::move(context)), op_(op), input_(input), output_(infer_shape(op, {input}, "conv2d")),
+        fusion_(fusion) {
+    VETO_CHECK(input_[0] > 0, "CUDA conv2d: batch must be positive, got input ", input_.str());
+    context_->activate();
+    try {
+      create_descriptors();
+      choose_algorithm();
+    } catch (...) {
+      destroy_descriptors();
+      throw;
+    }
+    weight_ = std::make_unique<CudaBuffer>(context_, weight_count());
+    bias_ = std::make_unique<CudaBuffer>(context_, static_cast<size_t>(op_.out_channels));
+    if (needs_padding_) padded_input_ = std::make_unique<CudaBuffer>(context_, padded_count());
+  }
+
+  ~CudaConv2d() override { destroy_descriptors(); }
+
+  void set_weights(const float* weight, const float* bias) override {
+    VETO_CHECK(weight, "CUDA conv2d: set_weights needs a weight");
+    context_->upload(weight, weight_->data(), weight_count() * sizeof(float));
+    has_bias_ = bias != nullptr;
+    if (bias) context_->upload(bias, bias_->data(), static_cast<size_t>(op_.out_channels) * sizeof(float));
+    weights_set_ = true;
+  }
+
+  void forward(const float* x, float* y, const float* residual) override {
+    VETO_CHECK(weights_set_, "CUDA conv2d: forward before set_weights");
+    VETO_CHECK(!fusion_.residual || residual, "CUDA conv2d: the kernel fuses a residual but none was given");
+    context_->activate();
+    const cudaStream_t stream = context_->stream();
+    const float* conv_input = x;
+    if (needs_padding_) {
+      conv2d_pad_input(stream, pad_geometry_, input_[0] * input_[1], x, padded_input_->data());
+      conv_input = padded_input_->data();
+    }
+    void* workspace = context_->workspace(workspace_bytes_);
+    const float one = 1.0f, zero = 0.0f;
+    VETO_CUDNN_CHECK(cudnnConvolutionForward(context_->cudnn(), &one, x_desc_, conv_input, w_desc_, weight_->data(),
+                                             conv_desc_, algorithm_, workspace, workspace_bytes_, &zero, y_desc_,
+                                             y));
+    const int64_t spatial = output_[2] * output_[3];
+    conv2d_epilogue(stream, output_.numel(), op_.out_channels, spatial, has_bias_ ? bias_->data() : nullptr,
+                    fusion_.residual ? residual : nullptr, fusion_.relu, y);
+  }
+
+ private:
+  size_t weight_count() const {
+    return static_cast<size_t>(op_.out_channels * op_.in_channels * op_.kernel_h * op_.kernel_w);
+  }
+  size_t padded_count() const {
+    return static_cast<size_t>(input_[0] * input_[1] * pad_geometry_.out_h * pad_geometry_.out_w);
+  }
+
+  void create_descriptors() {
+    // Symmetric part for cuDNN, the rest as explicit padding of the input.
+    const int64_t sym_h = std::min(op_.pad_top, op_.pad_bottom), sym_w = std::min(op_.pad_left, op_.pad_right);
+    pad_geometry_.in_h = input_[2];
+    pad_geometry_.in_w = input_[3];
+    pad_geometry_.pad_top = op_.pad_top - sym_h;
+    pad_geometry_.pad_left = op_.pad_left - sym_w;
+    pad_geometry_.out_h = input_[2] + (op_.pad_top - sym_h) + (op_.pad_bottom - sym_h);
+    pad_geometry_.out_w = input_[3] + (op_.pad_left - sym_w) + (op_.pad_right - sym_w);
+    needs_padding_ = pad_geometry_.out_h != input_[2] || pad_geometry_.out_w != input_[3];
+
+    VETO_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x_desc_));
+    VETO_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y_desc_));
+    VETO_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w_desc_));
+    VETO_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv_desc_));
+    VETO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
+                                                to_int(input_[0], "batch"), to_int(input_[1], "channels"),
+                                                to_int(pad_geometry_.out_h, "padded height"),
+                                                to_int(pad_geometry_.out_w, "padded width")));
+    VETO_CUDNN_CHECK(cudnnSetFilter4dDescriptor(
+        w_desc_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, to_int(op_.out_channels, "out_channels"),
+        to_int(op_.in_channels, "in_channels"), to_int(op_.kernel_h, "kernel_h"), to_int(op_.kernel_w, "kernel_w")));
+    VETO_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv_desc_, to_int(sym_h, "pad_h"), to_int(sym_w, "pad_w"),
+                                                     to_int(op_.stride_h, "stride_h"), to_int(op_.stride_w, "stride_w"),
+                                                     1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    VETO_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, CUDNN_FMA_MATH));
+    int n = 0, c = 0, h = 0, w = 0;
+    VETO_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv_desc_, x_desc_, w_desc_, &n, &c, &h, &w));
+    VETO_CHECK(n == output_[0] && c == output_[1] && h == output_[2] && w == output_[3],
+               "CUDA conv2d: cuDNN output (", n, ",", c, ",", h, ",", w, ") differs from the expected ",
+               output_.str(), " for input ", input_.str());
+    VETO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_desc_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, w));
+  }
+
+  void choose_algorithm() {
+    size_t free_bytes = 0, total_bytes = 0;
+    VETO_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const size_t limit = std::min(kMaxWorkspaceBytes, free_bytes / 2);
+    // Before Ampere, default math is plain FMA too; from Ampere on it would allow TF32.
+    const bool default_is_fma = context_->properties().major < 8;
+
+    int max_count = 0;
+    VETO_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(context_->cudnn(), &max_count));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> results(static_cast<size_t>(std::max(max_count, 1)));
+    int returned = 0;
+    VETO_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(context_->cudnn(), x_desc_, w_desc_, conv_desc_, y_desc_,
+                                                            static_cast<int>(results.size()), &returned,
+                                                            results.data()));
+    // Results come best first; take the first that runs in FP32 FMA math within the limit.
+    for (int i = 0; i < returned; ++i) {
+      const cudnnConvolutionFwdAlgoPerf_t& r = results[static_cast<size_t>(i)];
+      if (r.status != CUDNN_STATUS_SUCCESS) continue;
+      if (!(r.mathType == CUDNN_FMA_MATH || (default_is_fma && r.mathType == CUDNN_DEFAULT_MATH))) continue;
+      size_t bytes = 0;
+      if (cudnnGetConvolutionForwardWorkspaceSize(context_->cudnn(), x_desc_, w_desc_, conv_desc_, y_desc_, r.algo,
+                                                  &bytes) != CUDNN_STATUS_SUCCESS)
+        continue;
+      if (bytes > limit) continue;
+      algorithm_ = r.algo;
+      workspace_bytes_ = bytes;
+      return;
+    }
+    // Implicit GEMM supports every configuration in FMA math and needs no workspace.
+    algorithm_ = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+    VETO_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(context_->cudnn(), x_desc_, w_desc_, conv_desc_,
+                                                             y_desc_, algorithm_, &workspace_bytes_));
+  }
+
+  void destroy_descriptors() noexcept {
+    if (conv_desc_) (void)cudnnDestroyConvolutionDescriptor(conv_desc_);
+    if (w_desc_) (void)cudnnDestroyFilterDescriptor(w_desc_);
+    if (y_desc_) (void)cudnnDestroyTensorDescriptor(y_desc_);
+    if (x_desc_) (void)cudnnDestroyTensorDescriptor(x_desc_);
+    conv_desc_ = nullptr;
+    w_desc_ = nullptr;
+    y_desc_ = x_desc_ = nullptr;
+  }
+
+  std::shared_ptr<CudaContext> context_;
+  Conv2dOp op_;
+  Shape input_, output_;
+  ConvFusion fusion_;
+
+  cuda_math::PadGeometry pad_geometry_;
+  bool needs_padding_ = false;
+  cudnnTensorDescriptor_t x_desc_ = nullptr, y_desc_ = nullptr;
+  cudnnFilterDescriptor_t w_desc_ = nullptr;
+  cudnnConvolutionDescriptor_t conv_desc_ = nullptr;
+  cudnnConvolutionFwdAlgo_t algorithm_ = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  size_t workspace_bytes_ = 0;
+
+  std::unique_ptr<CudaBuffer> weight_, bias_, padded_input_;
+  bool has_bias_ = false;
+  bool weights_set_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Conv2dKernel> make_conv2d(std::shared_ptr<CudaContext> context, const Conv2dOp& op,
+                                          const Shape& input, const ConvFusion& fusion) {
+  return std::make_unique<CudaConv2d>(std::move(context), op, input, fusion);
+}
+
+}  // namespace veto::cuda

@@ -1,0 +1,38 @@
+// Fully connected layer: cuBLAS sgemm for x * w^T, then one kernel adding the bias.
+#include <climits>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace veto::cuda {
+namespace {
+
+__global__ void dense_add_bias_kernel(int64_t count, int64_t out_features, const float* __restrict__ bias,
+                                      float* __restrict__ y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = cuda_math::conv2d_epilogue_value(y[i], bias[i % out_features], 0.0f, false);
+}
+
+}  // namespace
+
+void dense_forward(cublasHandle_t cublas, cudaStream_t stream, int64_t batch, int64_t in_features,
+                   int64_t out_features, const float* x, const float* w, const float* bias, float* y) {
+  VETO_CHECK(batch > 0 && in_features > 0 && out_features > 0, "CUDA dense: batch ", batch, ", in_features ",
+             in_features, " and out_features ", out_features, " must all be positive");
+  VETO_CHECK(batch <= INT_MAX && in_features <= INT_MAX && out_features <= INT_MAX,
+             "CUDA dense: dimensions exceed cuBLAS's int range (batch ", batch, ", in ", in_features, ", out ",
+             out_features, ")");
+  // Row-major y (batch, out) is column-major y^T (out, batch) = w (out, in) * x^T (in, batch).
+  // Row-major w (out, in) read column-major is w^T (in, out): transpose it (OP_T), lda = in.
+  // Row-major x (batch, in) read column-major is x^T (in, batch): as is (OP_N), ldb = in.
+  const int m = static_cast<int>(out_features), n = static_cast<int>(batch), k = static_cast<int>(in_features);
+  const float one = 1.0f, zero = 0.0f;
+  VETO_CUBLAS_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &one, w, k, x, k, &zero, y, m));
+  if (!bias) return;
+  const int64_t count = batch * out_features;
+  dense_add_bias_kernel<<<grid_for(count), kThreadsPerBlock, 0, stream>>>(count, out_features, bias, y);
+  VETO_CUDA_CHECK_LAUNCH("dense_add_bias_kernel");
+}
+
+}  // namespace veto::cuda
