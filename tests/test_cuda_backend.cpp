@@ -1,0 +1,318 @@
+// The CUDA backend against the reference backend, op by op, on shapes from the real models
+// (odd channels, 1x7/7x1, stride-2 valid, asymmetric "same" padding, batch > 1). Every test
+// skips (GTEST_SKIP) where there is no CUDA device or the build has no CUDA backend; the
+// per-element math of the custom kernels is also tested on the host in
+// test_cuda_host_kernels.cpp, which runs everywhere.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/error.h"
+#include "runtime/ops.h"
+
+namespace veto {
+namespace {
+
+std::vector<float> random_values(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Runs one op on a backend: inputs uploaded, the output pre-filled with NaN (a sentinel: an
+// element the kernel forgets to write fails the finiteness check), result downloaded.
+using OpCall = std::function<void(Backend&, const std::vector<const float*>&, float*)>;
+
+std::vector<float> run_op(Backend& backend, const std::vector<std::vector<float>>& inputs, size_t out_count,
+                          const OpCall& call) {
+  std::vector<std::unique_ptr<DeviceBuffer>> buffers;
+  std::vector<const float*> pointers;
+  for (const std::vector<float>& in : inputs) {
+    buffers.push_back(backend.allocate(in.size()));
+    backend.upload(in.data(), buffers.back()->data(), in.size());
+    pointers.push_back(buffers.back()->data());
+  }
+  std::unique_ptr<DeviceBuffer> out = backend.allocate(out_count);
+  const std::vector<float> sentinel(out_count, NAN);
+  backend.upload(sentinel.data(), out->data(), out_count);
+  call(backend, pointers, out->data());
+  backend.synchronize();
+  std::vector<float> result(out_count);
+  backend.download(out->data(), result.data(), out_count);
+  return result;
+}
+
+class CudaBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    try {
+      cuda_ = make_backend("cuda");
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (what.find("no CUDA device") != std::string::npos || what.find("without CUDA") != std::string::npos)
+        GTEST_SKIP() << what;
+      FAIL() << "CUDA backend failed to start: " << what;
+    }
+    reference_ = make_backend("reference");
+  }
+
+  // Same op, same inputs on both backends; shapes first, then values with abs + rel tolerance.
+  void expect_parity(const std::vector<std::vector<float>>& inputs, size_t out_count, const OpCall& call,
+                     float atol = 1e-5f, float rtol = 1e-5f) {
+    const std::vector<float> want = run_op(*reference_, inputs, out_count, call);
+    const std::vector<float> got = run_op(*cuda_, inputs, out_count, call);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(got[i])) << "CUDA output " << i << " is " << got[i];
+      ASSERT_NEAR(got[i], want[i], atol + rtol * std::fabs(want[i])) << "output index " << i;
+    }
+  }
+
+  // One convolution on both backends, fresh kernel, weights set once.
+  void expect_conv_parity(const Conv2dOp& op, const Shape& input, const ConvFusion& fusion, bool with_bias) {
+    const Shape out = infer_shape(op, {input}, "conv");
+    const std::vector<float> weight = random_values(op.out_channels * op.in_channels * op.kernel_h * op.kernel_w, 21),
+                             bias = random_values(op.out_channels, 22);
+    expect_parity(
+        {random_values(input.numel(), 20), random_values(out.numel(), 23)}, out.numel(),
+        [&](Backend& b, const auto& in, float* y) {
+          std::unique_ptr<Conv2dKernel> kernel = b.make_conv2d(op, input, fusion);
+          kernel->set_weights(weight.data(), with_bias ? bias.data() : nullptr);
+          kernel->forward(in[0], y, fusion.residual ? in[1] : nullptr);
+          b.synchronize();
+        },
+        1e-4f, 1e-4f);
+  }
+
+  std::unique_ptr<Backend> cuda_, reference_;
+};
+
+TEST_F(CudaBackendTest, NameAndThreads) {
+  EXPECT_EQ(cuda_->name(), "cuda");
+  EXPECT_NO_THROW(cuda_->set_threads(0));
+  EXPECT_NO_THROW(cuda_->set_threads(4));
+  EXPECT_THROW(cuda_->set_threads(-1), Error);
+}
+
+TEST_F(CudaBackendTest, UploadDownloadRoundTripAndBufferReuse) {
+  for (size_t n : {size_t(0), size_t(1), size_t(1000), size_t(3) << 20}) {
+    const std::vector<float> values = random_values(n, 1);
+    for (int round = 0; round < 3; ++round) {  // freed buffers come back from the cache
+      std::unique_ptr<DeviceBuffer> buffer = cuda_->allocate(n);
+      ASSERT_NE(buffer->data(), nullptr);
+      ASSERT_EQ(buffer->size(), n);
+      cuda_->upload(values.data(), buffer->data(), n);
+      std::vector<float> back(n, -1.0f);
+      cuda_->download(buffer->data(), back.data(), n);
+      ASSERT_EQ(back, values);
+    }
+  }
+  // A copy into the middle of a buffer touches only that range.
+  std::unique_ptr<DeviceBuffer> buffer = cuda_->allocate(10);
+  const std::vector<float> zeros(10, 0.0f), three = {1.0f, 2.0f, 3.0f};
+  cuda_->upload(zeros.data(), buffer->data(), 10);
+  cuda_->upload(three.data(), buffer->data() + 4, 3);
+  std::vector<float> back(10);
+  cuda_->download(buffer->data(), back.data(), 10);
+  EXPECT_EQ(back, (std::vector<float>{0, 0, 0, 0, 1, 2, 3, 0, 0, 0}));
+}
+
+TEST_F(CudaBackendTest, Relu) {
+  const int64_t n = 100003;
+  expect_parity({random_values(n, 2)}, n, [&](Backend& b, const auto& in, float* y) { b.relu_forward(n, in[0], y); });
+}
+
+TEST_F(CudaBackendTest, Add) {
+  const int64_t n = 3 * 17 * 9 * 9;
+  for (bool relu : {false, true})
+    expect_parity({random_values(n, 3), random_values(n, 4)}, n,
+                  [&](Backend& b, const auto& in, float* y) { b.add_forward(n, in[0], in[1], y, relu); });
+}
+
+TEST_F(CudaBackendTest, BatchNorm) {
+  BatchNormOp op;
+  op.channels = 17;
+  op.eps = 1e-3f;
+  const Shape s{3, 17, 9, 7};
+  const int64_t c = op.channels;
+  expect_parity({random_values(s.numel(), 5), random_values(c, 6), random_values(c, 7), random_values(c, 8),
+                 random_values(c, 9, 0.05f, 2.0f)},
+                s.numel(), [&](Backend& b, const auto& in, float* y) {
+                  b.batch_norm_forward(op, s, in[0], in[1], in[2], in[3], in[4], y);
+                });
+}
+
+TEST_F(CudaBackendTest, ZeroPadShortcut) {
+  struct Case {
+    Shape input;
+    int64_t stride, before, after;
+  };
+  for (const Case& k : {Case{Shape{3, 16, 32, 32}, 2, 8, 8}, Case{Shape{3, 5, 7, 7}, 2, 1, 2},
+                        Case{Shape{2, 4, 5, 6}, 3, 0, 3}}) {
+    ZeroPadShortcutOp op;
+    op.stride = k.stride;
+    op.pad_channels_before = k.before;
+    op.pad_channels_after = k.after;
+    const Shape out = infer_shape(op, {k.input}, "shortcut");
+    expect_parity({random_values(k.input.numel(), 10)}, out.numel(),
+                  [&](Backend& b, const auto& in, float* y) { b.zero_pad_shortcut_forward(op, k.input, in[0], y); });
+  }
+}
+
+TEST_F(CudaBackendTest, GlobalAvgPool) {
+  for (const Shape& s : {Shape{3, 64, 8, 8}, Shape{3, 7, 17, 17}, Shape{2, 5, 1, 1}, Shape{1, 3, 35, 35}})
+    expect_parity({random_values(s.numel(), 11)}, s[0] * s[1],
+                  [&](Backend& b, const auto& in, float* y) { b.global_avg_pool_forward(s, in[0], y); });
+}
+
+TEST_F(CudaBackendTest, AvgPool) {
+  struct Case {
+    Shape input;
+    int64_t kh, kw, sh, sw, top, left, bottom, right;
+  };
+  for (const Case& k : {Case{Shape{3, 7, 8, 8}, 3, 3, 1, 1, 1, 1, 1, 1}, Case{Shape{3, 5, 7, 9}, 2, 2, 2, 2, 0, 0, 0, 0},
+                        Case{Shape{2, 3, 6, 6}, 3, 3, 2, 2, 0, 0, 1, 1}, Case{Shape{3, 4, 17, 17}, 5, 5, 3, 3, 0, 0, 0, 0}})
+    for (bool include_pad : {true, false}) {
+      AvgPoolOp op;
+      op.kernel_h = k.kh;
+      op.kernel_w = k.kw;
+      op.stride_h = k.sh;
+      op.stride_w = k.sw;
+      op.pad_top = k.top;
+      op.pad_left = k.left;
+      op.pad_bottom = k.bottom;
+      op.pad_right = k.right;
+      op.count_include_pad = include_pad;
+      const Shape out = infer_shape(op, {k.input}, "pool");
+      expect_parity({random_values(k.input.numel(), 12)}, out.numel(),
+                    [&](Backend& b, const auto& in, float* y) { b.avg_pool_forward(op, k.input, in[0], y); });
+    }
+}
+
+TEST_F(CudaBackendTest, Dense) {
+  struct Case {
+    int64_t batch, in, out;
+    bool bias;
+  };
+  for (const Case& k : {Case{3, 64, 10, true}, Case{3, 64, 10, false}, Case{5, 2048, 1000, true}, Case{1, 7, 3, true}}) {
+    DenseOp op;
+    op.in_features = k.in;
+    op.out_features = k.out;
+    op.has_bias = k.bias;
+    expect_parity({random_values(k.batch * k.in, 13), random_values(k.out * k.in, 14), random_values(k.out, 15)},
+                  k.batch * k.out,
+                  [&](Backend& b, const auto& in, float* y) {
+                    b.dense_forward(op, k.batch, in[0], in[1], k.bias ? in[2] : nullptr, y);
+                  },
+                  1e-4f, 1e-4f);
+  }
+}
+
+TEST_F(CudaBackendTest, Softmax) {
+  for (int64_t cols : {1, 10, 1000, 1001}) {
+    const int64_t rows = 5;
+    std::vector<float> x = random_values(rows * cols, 16, -8.0f, 8.0f);
+    for (int64_t c = 0; c < cols; ++c) x[4 * cols + c] += 500.0f;  // needs the max shift
+    expect_parity({x}, rows * cols,
+                  [&](Backend& b, const auto& in, float* y) { b.softmax_forward(rows, cols, in[0], y); }, 1e-6f,
+                  1e-4f);
+  }
+}
+
+Conv2dOp conv_op(int64_t in_c, int64_t out_c, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t top,
+                 int64_t left, int64_t bottom, int64_t right) {
+  Conv2dOp op;
+  op.in_channels = in_c;
+  op.out_channels = out_c;
+  op.kernel_h = kh;
+  op.kernel_w = kw;
+  op.stride_h = sh;
+  op.stride_w = sw;
+  op.pad_top = top;
+  op.pad_left = left;
+  op.pad_bottom = bottom;
+  op.pad_right = right;
+  return op;
+}
+
+TEST_F(CudaBackendTest, Conv2dEveryFusion) {
+  const Conv2dOp op = conv_op(16, 16, 3, 3, 1, 1, 1, 1, 1, 1);
+  const Shape input{3, 16, 8, 8};
+  for (bool bias : {false, true})
+    for (bool residual : {false, true})
+      for (bool relu : {false, true}) {
+        SCOPED_TRACE(testing::Message() << "bias " << bias << " residual " << residual << " relu " << relu);
+        expect_conv_parity(op, input, ConvFusion{relu, residual}, bias);
+      }
+}
+
+TEST_F(CudaBackendTest, Conv2dModelShapes) {
+  struct Case {
+    const char* what;
+    Conv2dOp op;
+    Shape input;
+  };
+  const Case cases[] = {
+      {"resnet stem 3x3", conv_op(3, 16, 3, 3, 1, 1, 1, 1, 1, 1), Shape{3, 3, 32, 32}},
+      {"3x3 stride 2, pad 1", conv_op(16, 32, 3, 3, 2, 2, 1, 1, 1, 1), Shape{3, 16, 32, 32}},
+      {"stride-2 valid, odd input", conv_op(3, 32, 3, 3, 2, 2, 0, 0, 0, 0), Shape{3, 3, 35, 35}},
+      {"TF same stride 2 (asymmetric)", conv_op(5, 7, 3, 3, 2, 2, 0, 0, 1, 1), Shape{3, 5, 16, 16}},
+      {"asymmetric both axes", conv_op(3, 5, 3, 3, 1, 1, 2, 0, 1, 3), Shape{3, 3, 9, 7}},
+      {"1x7", conv_op(7, 9, 1, 7, 1, 1, 0, 3, 0, 3), Shape{3, 7, 17, 17}},
+      {"7x1", conv_op(7, 9, 7, 1, 1, 1, 3, 0, 3, 0), Shape{3, 7, 17, 17}},
+      {"1x1 stride 2", conv_op(16, 32, 1, 1, 2, 2, 0, 0, 0, 0), Shape{3, 16, 15, 15}},
+      {"even kernel same", conv_op(4, 6, 2, 2, 1, 1, 0, 0, 1, 1), Shape{3, 4, 6, 5}},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.what);
+    expect_conv_parity(k.op, k.input, ConvFusion{true, false}, true);
+  }
+}
+
+TEST_F(CudaBackendTest, Conv2dSetWeightsAgainReplacesThem) {
+  const Conv2dOp op = conv_op(4, 4, 3, 3, 1, 1, 1, 1, 1, 1);
+  const Shape input{2, 4, 6, 6};
+  const Shape out = infer_shape(op, {input}, "conv");
+  const std::vector<float> x = random_values(input.numel(), 30), w1 = random_values(4 * 4 * 9, 31),
+                           w2 = random_values(4 * 4 * 9, 32), bias = random_values(4, 33);
+  auto run = [&](Backend& b) {
+    std::unique_ptr<Conv2dKernel> kernel = b.make_conv2d(op, input, ConvFusion{});
+    std::unique_ptr<DeviceBuffer> dx = b.allocate(x.size()), dy = b.allocate(out.numel());
+    b.upload(x.data(), dx->data(), x.size());
+    std::vector<float> first(out.numel()), second(out.numel());
+    kernel->set_weights(w1.data(), nullptr);
+    kernel->forward(dx->data(), dy->data(), nullptr);
+    b.download(dy->data(), first.data(), first.size());
+    kernel->set_weights(w2.data(), bias.data());  // a mutant delta: new weights and a bias
+    kernel->forward(dx->data(), dy->data(), nullptr);
+    b.download(dy->data(), second.data(), second.size());
+    return std::make_pair(first, second);
+  };
+  const auto want = run(*reference_), got = run(*cuda_);
+  for (size_t i = 0; i < want.first.size(); ++i) {
+    ASSERT_NEAR(got.first[i], want.first[i], 1e-4f + 1e-4f * std::fabs(want.first[i])) << i;
+    ASSERT_NEAR(got.second[i], want.second[i], 1e-4f + 1e-4f * std::fabs(want.second[i])) << i;
+  }
+}
+
+TEST_F(CudaBackendTest, Conv2dErrorsAreVetoErrors) {
+  const Conv2dOp op = conv_op(4, 4, 3, 3, 1, 1, 1, 1, 1, 1);
+  std::unique_ptr<DeviceBuffer> x = cuda_->allocate(2 * 4 * 6 * 6), y = cuda_->allocate(2 * 4 * 6 * 6);
+  std::unique_ptr<Conv2dKernel> kernel = cuda_->make_conv2d(op, Shape{2, 4, 6, 6}, ConvFusion{false, true});
+  EXPECT_THROW(kernel->forward(x->data(), y->data(), nullptr), Error);  // before set_weights
+  const std::vector<float> w(4 * 4 * 9, 0.5f);
+  kernel->set_weights(w.data(), nullptr);
+  EXPECT_THROW(kernel->forward(x->data(), y->data(), nullptr), Error);  // residual fusion without a residual
+  EXPECT_THROW(cuda_->make_conv2d(op, Shape{2, 3, 6, 6}, ConvFusion{}), Error);  // wrong channel count
+}
+
+}  // namespace
+}  // namespace veto
