@@ -55,8 +55,9 @@ class FileDataset : public Dataset {
     for (size_t f = 0; f < files.size() && (limit < 0 || static_cast<int64_t>(samples_.size()) < limit); ++f) {
       if (has_suffix(files[f], ".npy")) {
         Tensor t = read_npy(files[f]);
-        if (t.shape().rank() == 3) t.reshape(Shape{1, t.shape()[0], t.shape()[1], t.shape()[2]});
-        VETO_CHECK(t.shape().rank() == 4 && Shape{t.shape()[1], t.shape()[2], t.shape()[3]} == sample, files[f],
+        if (t.shape().rank() == 3) t.reshape(Shape({1, t.shape()[0], t.shape()[1], t.shape()[2]}));
+        const bool fits = t.shape().rank() == 4 && Shape({t.shape()[1], t.shape()[2], t.shape()[3]}) == sample;
+        VETO_CHECK(fits, files[f],
                    ": tensor of shape ", t.shape().str(), " does not fit the model input (N,", pre.channels, ",",
                    pre.height, ",", pre.width, ")");
         for (int64_t i = 0; i < t.numel(); ++i)

@@ -159,7 +159,6 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
   for (const StepGroup& grp : groups) {
     const Node& n = g.node(grp.chain[0]);
     const Shape& in_shape = n.inputs.empty() ? Shape{} : shapes_[n.inputs[0]];
-    const Shape& out_shape = shapes_[grp.tail()];
     float* y = value(grp.tail());
     const float* x = n.inputs.empty() ? nullptr : value(n.inputs[0]);
     if (const auto* conv = as<Conv2dOp>(n)) {
