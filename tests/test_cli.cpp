@@ -25,7 +25,7 @@ const std::string kRepo = VETO_REPO_DIR;
 const std::string kCifar = kRepo + "/data/cifar10_test_0-999.bin";
 const std::string kResnet20 = kRepo + "/models/resnet20.safetensors";
 
-struct Run {
+struct CliRun {
   int code = -1;
   std::string out, err;
 };
@@ -43,12 +43,12 @@ fs::path scratch(const std::string& name) {
   return dir / name;
 }
 
-Run veto(const std::string& args) {
+CliRun veto(const std::string& args) {
   const fs::path out = scratch("stdout.txt"), err = scratch("stderr.txt");
   const std::string cmd = std::string("'") + VETO_CLI_PATH + "' " + args + " >'" + out.string() + "' 2>'" +
                           err.string() + "'";
   const int status = std::system(cmd.c_str());
-  Run r;
+  CliRun r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = slurp(out);
   r.err = slurp(err);
@@ -56,7 +56,7 @@ Run veto(const std::string& args) {
 }
 
 // A failed run: exit code 1, exactly one line on stderr, containing `message`.
-void expect_error(const Run& r, const std::string& message) {
+void expect_error(const CliRun& r, const std::string& message) {
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_NE(r.err.find(message), std::string::npos) << "stderr: " << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr: " << r.err;
@@ -64,7 +64,7 @@ void expect_error(const Run& r, const std::string& message) {
 }
 
 TEST(Cli, HelpAndUsage) {
-  Run r = veto("");
+  CliRun r = veto("");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("usage: veto COMMAND"), std::string::npos);
   r = veto("--help");
@@ -77,7 +77,7 @@ TEST(Cli, HelpAndUsage) {
 }
 
 TEST(Cli, EvalOnTheBundledRecordsGivesPyTorchsAccuracy) {
-  const Run r = veto("eval --model " + kResnet20 + " --data " + kCifar + " --format json --threads 2");
+  const CliRun r = veto("eval --model " + kResnet20 + " --data " + kCifar + " --format json --threads 2");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["count"], 1000);
@@ -91,7 +91,7 @@ TEST(Cli, EvalOnTheBundledRecordsGivesPyTorchsAccuracy) {
 
 TEST(Cli, PredictWritesLogitsAndAgreesWithItsTable) {
   const fs::path logits = scratch("logits.npy");
-  const Run r = veto("predict --model " + kResnet20 + " --data " + kCifar + " --limit 4 --batch 3 --format csv " +
+  const CliRun r = veto("predict --model " + kResnet20 + " --data " + kCifar + " --limit 4 --batch 3 --format csv " +
                      "--logits " + logits.string());
   ASSERT_EQ(r.code, 0) << r.err;
   const Tensor t = read_npy(logits.string());
@@ -104,7 +104,7 @@ TEST(Cli, PredictWritesLogitsAndAgreesWithItsTable) {
 TEST(Cli, PredictOnNpyAndImageInputs) {
   // The bundled golden inputs are preprocessed records 0-7.
   const std::string npy = kRepo + "/tests/data/golden/resnet20_inputs_0-7.npy";
-  const Run r = veto("predict --model resnet20 --input " + npy + " --format json");
+  const CliRun r = veto("predict --model resnet20 --input " + npy + " --format json");
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["count"], 8);
@@ -112,9 +112,9 @@ TEST(Cli, PredictOnNpyAndImageInputs) {
 }
 
 TEST(Cli, InfoListsTheLayerNames) {
-  const Run r = veto("info --model resnet20");
+  const CliRun r = veto("info --model resnet20");
   ASSERT_EQ(r.code, 0) << r.err;
-  for (const char* name : {"conv1 ", "layer1.0 ", "layer3.2 ", "linear ", "272474"})
+  for (const char* name : {"conv1 ", "layer1.0 ", "layer3.2 ", "linear ", "271098"})
     EXPECT_NE(r.out.find(name), std::string::npos) << name;
 }
 
