@@ -178,8 +178,10 @@ TEST_F(CudaBackendTest, AvgPool) {
     Shape input;
     int64_t kh, kw, sh, sw, top, left, bottom, right;
   };
-  for (const Case& k : {Case{Shape{3, 7, 8, 8}, 3, 3, 1, 1, 1, 1, 1, 1}, Case{Shape{3, 5, 7, 9}, 2, 2, 2, 2, 0, 0, 0, 0},
-                        Case{Shape{2, 3, 6, 6}, 3, 3, 2, 2, 0, 0, 1, 1}, Case{Shape{3, 4, 17, 17}, 5, 5, 3, 3, 0, 0, 0, 0}})
+  for (const Case& k : {Case{Shape{3, 7, 8, 8}, 3, 3, 1, 1, 1, 1, 1, 1},  // Inception's branch pool
+                        Case{Shape{3, 5, 7, 9}, 2, 2, 2, 2, 0, 0, 0, 0},  // stride 2, odd input
+                        Case{Shape{2, 3, 6, 6}, 3, 3, 2, 2, 0, 0, 1, 1},  // asymmetric "same"
+                        Case{Shape{3, 4, 17, 17}, 5, 5, 3, 3, 0, 0, 0, 0}})
     for (bool include_pad : {true, false}) {
       AvgPoolOp op;
       op.kernel_h = k.kh;
@@ -202,7 +204,8 @@ TEST_F(CudaBackendTest, Dense) {
     int64_t batch, in, out;
     bool bias;
   };
-  for (const Case& k : {Case{3, 64, 10, true}, Case{3, 64, 10, false}, Case{5, 2048, 1000, true}, Case{1, 7, 3, true}}) {
+  for (const Case& k :
+       {Case{3, 64, 10, true}, Case{3, 64, 10, false}, Case{5, 2048, 1000, true}, Case{1, 7, 3, true}}) {
     DenseOp op;
     op.in_features = k.in;
     op.out_features = k.out;

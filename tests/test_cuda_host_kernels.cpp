@@ -146,7 +146,8 @@ TEST(CudaHostKernels, Conv2dAsymmetricPaddingAsExplicitPadPlusSymmetric) {
     op.pad_bottom = k.bottom;
     op.pad_right = k.right;
     const int64_t batch = 3;
-    const int64_t out_h = (k.h + k.top + k.bottom - k.kh) / k.sh + 1, out_w = (k.w + k.left + k.right - k.kw) / k.sw + 1;
+    const int64_t out_h = (k.h + k.top + k.bottom - k.kh) / k.sh + 1,
+                  out_w = (k.w + k.left + k.right - k.kw) / k.sw + 1;
     const std::vector<float> x = random_values(batch * op.in_channels * k.h * k.w, 13),
                              weight = random_values(op.out_channels * op.in_channels * k.kh * k.kw, 14);
     std::vector<float> want(batch * op.out_channels * out_h * out_w);
