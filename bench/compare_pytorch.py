@@ -25,8 +25,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "weights_tools"))
-from cifar_resnet_torch import resnet_cifar  # noqa: E402
-from safetensors_io import read_safetensors  # noqa: E402
+import cifar_resnet_torch  # noqa: E402
+import safetensors_io  # noqa: E402
 
 
 def cifar_batch(path, count):
@@ -61,11 +61,9 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    tensors, meta = read_safetensors(args.model)
+    _, meta = safetensors_io.read(args.model)
     depth = int(meta["arch"].replace("resnet", ""))
-    model = resnet_cifar(depth)
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
-    model.eval()
+    model = cifar_resnet_torch.build(depth, args.model)
 
     print(f"ResNet-{depth} forward, {args.threads} threads, torch {torch.__version__}")
     print(f"{'batch':>6} {'pytorch img/s':>14} {'veto img/s':>11} {'ratio':>6}")
