@@ -24,4 +24,39 @@ struct Preprocess {
   std::vector<float> std{1.0f, 1.0f, 1.0f};
 };
 
+// An 8-bit RGB image as decoded from a file.
+struct Image {
+  int64_t width = 0, height = 0;
+  std::vector<uint8_t> rgb;  // height * width * 3, HWC
+  std::string source;        // file path, used to prefix error messages (may be empty)
+};
+
+// Decodes PNG, JPEG or BMP with stb_image. Gray and gray+alpha become 3 equal channels,
+// RGBA drops alpha, 16-bit samples keep their high byte. No color management and no EXIF
+// rotation (torchvision's default loader does neither). JPEG pixels may differ from
+// libjpeg-turbo's by a level or two (different IDCT/upsampling). Errors name the path:
+// "<path>: cannot decode image: <reason>", or the dimensions when a side exceeds 32768
+// pixels or the image exceeds Pillow's decompression-bomb limit (checked before decoding).
+Image load_image(const std::string& path);
+// Same, from bytes in memory; `source` names them in error messages.
+Image decode_image(const std::string& bytes, const std::string& source);
+
+// Resizes like Pillow's Image.resize(size, NEAREST or BILINEAR) on an RGB image, so
+// torchvision/Keras preprocessing built on Pillow is reproduced pixel for pixel (pass
+// order of Pillow <= 12). `interpolation` is "nearest" or "bilinear".
+Image resize_image(const Image& image, int64_t width, int64_t height, const std::string& interpolation);
+// Crops width x height from the center with torchvision's CenterCrop rounding.
+Image center_crop(const Image& image, int64_t width, int64_t height);
+
+// Resizes `image` as `pre.resize` says, then normalizes it into a (C,H,W) float tensor:
+// x = (pixel / divisor - mean[c]) / std[c], computed in float like torchvision's
+// ToTensor + Normalize.
+Tensor preprocess_image(const Image& image, const Preprocess& pre);
+
+// The same normalization for one CHW uint8 image that already has the model's size (a
+// CIFAR record). Writes channels*height*width floats to `out`; a size that differs from
+// `pre` is an error.
+void normalize_chw(const uint8_t* chw, int64_t channels, int64_t height, int64_t width, const Preprocess& pre,
+                   float* out);
+
 }  // namespace veto
