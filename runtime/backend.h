@@ -72,6 +72,13 @@ class Backend {
   virtual void dense_forward(const DenseOp& op, int64_t batch, const float* x, const float* weight,
                              const float* bias, float* y) = 0;
   virtual void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) = 0;
+  virtual void max_pool_forward(const MaxPoolOp& op, const Shape& input, const float* x, float* y) = 0;
+  // One input of a concatenation: x (N, C_part, H, W) into channels [channel_offset,
+  // channel_offset + C_part) of y, which has `total_channels` channels.
+  virtual void concat_forward(const Shape& part, int64_t channel_offset, int64_t total_channels, const float* x,
+                              float* y) = 0;
+  // y[:, c] = x[:, c] * op.scale[c] + op.shift[c]; the constants live in the op (host).
+  virtual void channel_affine_forward(const ChannelAffineOp& op, const Shape& shape, const float* x, float* y) = 0;
 };
 
 // "cpu" (fast kernels), "reference" (plain loops: the test oracle), "cuda", or "auto"

@@ -5,9 +5,12 @@
 #include "kernels/reference/add.h"
 #include "kernels/reference/avg_pool.h"
 #include "kernels/reference/batch_norm.h"
+#include "kernels/reference/channel_affine.h"
+#include "kernels/reference/concat.h"
 #include "kernels/reference/conv2d.h"
 #include "kernels/reference/dense.h"
 #include "kernels/reference/global_avg_pool.h"
+#include "kernels/reference/max_pool.h"
 #include "kernels/reference/relu.h"
 #include "kernels/reference/softmax.h"
 #include "kernels/reference/zero_pad_shortcut.h"
@@ -76,6 +79,17 @@ class ReferenceBackend : public HostBackend {
   }
   void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) override {
     reference::softmax_forward(rows, cols, x, y);
+  }
+  void max_pool_forward(const MaxPoolOp& op, const Shape& s, const float* x, float* y) override {
+    const Shape out = infer_shape(op, {s}, "max_pool");
+    reference::max_pool_forward(op, s[0], s[1], s[2], s[3], x, out[2], out[3], y);
+  }
+  void concat_forward(const Shape& part, int64_t channel_offset, int64_t total_channels, const float* x,
+                      float* y) override {
+    reference::concat_forward(part[0], part[1], part[2] * part[3], channel_offset, total_channels, x, y);
+  }
+  void channel_affine_forward(const ChannelAffineOp& op, const Shape& s, const float* x, float* y) override {
+    reference::channel_affine_forward(s[0], s[1], s[2] * s[3], x, op.scale.data(), op.shift.data(), y);
   }
 };
 

@@ -198,6 +198,20 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
       const float* w = param(n.name + ".weight");
       const float* b = d->has_bias ? param(n.name + ".bias") : nullptr;
       steps_.push_back([this, op = *d, x, w, b, y] { backend_.dense_forward(op, batch_, x, w, b, y); });
+    } else if (const auto* mp = as<MaxPoolOp>(n)) {
+      steps_.push_back([this, op = *mp, in_shape, x, y] { backend_.max_pool_forward(op, in_shape, x, y); });
+    } else if (as<ConcatOp>(n)) {
+      const int64_t total = shapes_[grp.tail()][1];
+      int64_t offset = 0;
+      for (int input : n.inputs) {
+        const Shape part = shapes_[input];
+        steps_.push_back([this, part, offset, total, x = value(input), y] {
+          backend_.concat_forward(part, offset, total, x, y);
+        });
+        offset += part[1];
+      }
+    } else if (const auto* ca = as<ChannelAffineOp>(n)) {
+      steps_.push_back([this, op = *ca, in_shape, x, y] { backend_.channel_affine_forward(op, in_shape, x, y); });
     } else if (as<SoftmaxOp>(n)) {
       steps_.push_back([this, in_shape, x, y] { backend_.softmax_forward(in_shape[0], in_shape[1], x, y); });
     } else {

@@ -33,19 +33,23 @@ std::string op_name(const OpParams& op) {
                                [](const ZeroPadShortcutOp&) { return "zero_pad_shortcut"; },
                                [](const GlobalAvgPoolOp&) { return "global_avg_pool"; },
                                [](const AvgPoolOp&) { return "avg_pool"; }, [](const DenseOp&) { return "dense"; },
-                               [](const SoftmaxOp&) { return "softmax"; }},
+                               [](const SoftmaxOp&) { return "softmax"; },
+                               [](const MaxPoolOp&) { return "max_pool"; }, [](const ConcatOp&) { return "concat"; },
+                               [](const ChannelAffineOp&) { return "channel_affine"; }},
                     op);
 }
 
 int op_arity(const OpParams& op) {
   if (std::holds_alternative<InputOp>(op)) return 0;
   if (std::holds_alternative<AddOp>(op)) return 2;
+  if (std::holds_alternative<ConcatOp>(op)) return -1;
   return 1;
 }
 
 Shape infer_shape(const OpParams& op, const std::vector<Shape>& in, const std::string& node) {
-  VETO_CHECK(static_cast<int>(in.size()) == op_arity(op), "node '", node, "' (", op_name(op), ") takes ",
-             op_arity(op), " inputs, got ", in.size());
+  const int arity = op_arity(op);
+  VETO_CHECK(arity < 0 ? !in.empty() : static_cast<int>(in.size()) == arity, "node '", node, "' (", op_name(op),
+             ") takes ", arity < 0 ? std::string("one or more") : std::to_string(arity), " inputs, got ", in.size());
   return std::visit(
       Overloaded{
           [&](const InputOp& p) {
@@ -96,6 +100,32 @@ Shape infer_shape(const OpParams& op, const std::vector<Shape>& in, const std::s
           },
           [&](const SoftmaxOp&) {
             expect_rank(in[0], 2, node, "softmax");
+            return in[0];
+          },
+          [&](const MaxPoolOp& p) {
+            expect_rank(in[0], 4, node, "max_pool");
+            VETO_CHECK(p.pad_top < p.kernel_h && p.pad_bottom < p.kernel_h && p.pad_left < p.kernel_w &&
+                           p.pad_right < p.kernel_w,
+                       "node '", node, "' (max_pool): padding must be smaller than the window");
+            return Shape{in[0][0], in[0][1],
+                         window_out(in[0][2], p.pad_top, p.pad_bottom, p.kernel_h, p.stride_h, node),
+                         window_out(in[0][3], p.pad_left, p.pad_right, p.kernel_w, p.stride_w, node)};
+          },
+          [&](const ConcatOp&) {
+            Shape out = in[0];
+            expect_rank(out, 4, node, "concat");
+            for (size_t i = 1; i < in.size(); ++i) {
+              const bool fits = in[i].rank() == 4 && in[i][0] == out[0] && in[i][2] == out[2] && in[i][3] == out[3];
+              VETO_CHECK(fits, "node '", node, "' (concat): input ", i, " has shape ", in[i].str(),
+                         ", which does not match ", in[0].str(), " outside the channels");
+              out[1] += in[i][1];
+            }
+            return out;
+          },
+          [&](const ChannelAffineOp& p) {
+            expect_rank(in[0], 4, node, "channel_affine");
+            VETO_CHECK(static_cast<int64_t>(p.scale.size()) == in[0][1] && p.shift.size() == p.scale.size(),
+                       "node '", node, "' (channel_affine): ", p.scale.size(), " constants for input ", in[0].str());
             return in[0];
           }},
       op);

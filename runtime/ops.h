@@ -58,13 +58,29 @@ struct DenseOp {
 
 struct SoftmaxOp {};  // over dimension 1 of (N, K)
 
+// Max pool; padded cells never win (they act as -infinity).
+struct MaxPoolOp {
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+};
+
+// Concatenation of any number of NCHW inputs along the channels, in input order.
+struct ConcatOp {};
+
+// y[:, c] = x[:, c] * scale[c] + shift[c], constants of the graph (torchvision's
+// transform_input, which maps ImageNet-normalized inputs to the [-1, 1] scaling).
+struct ChannelAffineOp {
+  std::vector<float> scale, shift;
+};
+
 using OpParams = std::variant<InputOp, Conv2dOp, BatchNormOp, ReluOp, AddOp, ZeroPadShortcutOp, GlobalAvgPoolOp,
-                              AvgPoolOp, DenseOp, SoftmaxOp>;
+                              AvgPoolOp, DenseOp, SoftmaxOp, MaxPoolOp, ConcatOp, ChannelAffineOp>;
 
 // "conv2d", "batch_norm", ... (the name `veto info` prints)
 std::string op_name(const OpParams& op);
 
-// Number of inputs the op takes (0 for Input, 2 for Add).
+// Number of inputs the op takes (0 for Input, 2 for Add, -1 for Concat: one or more).
 int op_arity(const OpParams& op);
 
 // Output shape for the given input shapes (batch included); throws veto::Error naming

@@ -199,6 +199,31 @@ TEST_F(CudaBackendTest, AvgPool) {
     }
 }
 
+TEST_F(CudaBackendTest, MaxPool) {
+  for (const Shape& input : {Shape{3, 7, 35, 35}, Shape{2, 5, 8, 8}}) {
+    const MaxPoolOp op{3, 3, 2, 2, 0, 0, 0, 0};  // InceptionV3's stride-2 valid pools
+    const Shape out = infer_shape(op, {input}, "pool");
+    expect_parity({random_values(input.numel(), 21)}, out.numel(),
+                  [&](Backend& b, const auto& in, float* y) { b.max_pool_forward(op, input, in[0], y); });
+  }
+}
+
+TEST_F(CudaBackendTest, ConcatIntoChannelSlices) {
+  const Shape a{3, 5, 7, 7}, b{3, 2, 7, 7};
+  expect_parity({random_values(a.numel(), 22), random_values(b.numel(), 23)}, 3 * 7 * 7 * 7,
+                [&](Backend& be, const auto& in, float* y) {
+                  be.concat_forward(a, 0, 7, in[0], y);
+                  be.concat_forward(b, 5, 7, in[1], y);
+                });
+}
+
+TEST_F(CudaBackendTest, ChannelAffine) {
+  const Shape s{2, 3, 9, 11};
+  const ChannelAffineOp op{{0.458f, 0.448f, 0.45f}, {-0.03f, -0.088f, -0.188f}};
+  expect_parity({random_values(s.numel(), 24)}, s.numel(),
+                [&](Backend& b, const auto& in, float* y) { b.channel_affine_forward(op, s, in[0], y); });
+}
+
 TEST_F(CudaBackendTest, Dense) {
   struct Case {
     int64_t batch, in, out;

@@ -8,8 +8,11 @@
 #include "kernels/reference/add.h"
 #include "kernels/reference/avg_pool.h"
 #include "kernels/reference/batch_norm.h"
+#include "kernels/reference/channel_affine.h"
+#include "kernels/reference/concat.h"
 #include "kernels/reference/dense.h"
 #include "kernels/reference/global_avg_pool.h"
+#include "kernels/reference/max_pool.h"
 #include "kernels/reference/relu.h"
 #include "kernels/reference/softmax.h"
 #include "kernels/reference/zero_pad_shortcut.h"
@@ -142,6 +145,56 @@ TEST(SoftmaxForward, CpuMatchesReferenceAndSurvivesLargeLogits) {
     for (int c = 0; c < 10; ++c) sum += got[r * 10 + c];
     EXPECT_NEAR(sum, 1.0, 1e-5);
   }
+}
+
+TEST(MaxPoolForward, CpuMatchesReferenceOnInceptionShapes) {
+  struct Case {
+    Shape in;
+    MaxPoolOp op;
+  };
+  const std::vector<Case> cases{
+      {{2, 64, 147, 147}, {3, 3, 2, 2, 0, 0, 0, 0}},  // InceptionV3 maxpool1
+      {{2, 288, 35, 35}, {3, 3, 2, 2, 0, 0, 0, 0}},   // mixed3 branch pool
+      {{3, 5, 8, 9}, {3, 3, 1, 1, 1, 1, 1, 1}},       // padded, odd sizes
+  };
+  for (const Case& c : cases) {
+    const Shape out = infer_shape(c.op, {c.in}, "pool");
+    auto x = random(c.in.numel(), 17, -3, -1);  // all negative: padding must never win
+    std::vector<float> want(static_cast<size_t>(out.numel())), got(want.size());
+    reference::max_pool_forward(c.op, c.in[0], c.in[1], c.in[2], c.in[3], x.data(), out[2], out[3], want.data());
+    cpu::max_pool_forward(c.op, c.in[0], c.in[1], c.in[2], c.in[3], x.data(), out[2], out[3], got.data());
+    expect_close(got.data(), want.data(), out.numel(), 0, 0, "max_pool " + c.in.str());
+    for (float v : got) ASSERT_LT(v, -0.999f);
+  }
+  EXPECT_EQ(infer_shape(MaxPoolOp{3, 3, 2, 2, 0, 0, 0, 0}, {Shape{1, 64, 147, 147}}, "p"), (Shape{1, 64, 73, 73}));
+}
+
+TEST(ConcatForward, CpuMatchesReferenceAndStacksChannelsInOrder) {
+  const Shape a{2, 64, 35, 35}, b{2, 96, 35, 35}, c{2, 32, 35, 35};  // mixed0's branches
+  const Shape out = infer_shape(ConcatOp{}, {a, b, c}, "mixed0");
+  EXPECT_EQ(out, (Shape{2, 192, 35, 35}));
+  auto xa = random(a.numel(), 18), xb = random(b.numel(), 19), xc = random(c.numel(), 20);
+  std::vector<float> want(static_cast<size_t>(out.numel())), got(want.size());
+  int64_t offset = 0;
+  for (auto [s, x] : {std::pair{a, &xa}, std::pair{b, &xb}, std::pair{c, &xc}}) {
+    reference::concat_forward(s[0], s[1], s[2] * s[3], offset, out[1], x->data(), want.data());
+    cpu::concat_forward(s[0], s[1], s[2] * s[3], offset, out[1], x->data(), got.data());
+    offset += s[1];
+  }
+  expect_close(got.data(), want.data(), out.numel(), 0, 0, "concat");
+  // Sample 1, channel 64 is the first channel of b.
+  EXPECT_EQ(got[(1 * 192 + 64) * 35 * 35], xb[(1 * 96 + 0) * 35 * 35]);
+  EXPECT_THROW(infer_shape(ConcatOp{}, {a, Shape{2, 5, 17, 17}}, "bad"), Error);
+}
+
+TEST(ChannelAffineForward, CpuMatchesReference) {
+  const Shape s{3, 3, 299, 299};
+  const std::vector<float> scale{0.458f, 0.448f, 0.45f}, shift{-0.03f, -0.088f, -0.188f};
+  auto x = random(s.numel(), 21);
+  std::vector<float> want(x.size()), got(x.size());
+  reference::channel_affine_forward(s[0], s[1], s[2] * s[3], x.data(), scale.data(), shift.data(), want.data());
+  cpu::channel_affine_forward(s[0], s[1], s[2] * s[3], x.data(), scale.data(), shift.data(), got.data());
+  expect_close(got.data(), want.data(), s.numel(), 1e-6f, 1e-7f, "channel_affine");
 }
 
 TEST(InferShape, RejectsInputsThatDoNotFit) {

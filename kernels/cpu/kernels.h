@@ -20,5 +20,11 @@ void avg_pool_forward(const AvgPoolOp& p, int64_t batch, int64_t channels, int64
 void dense_forward(int64_t batch, int64_t in_features, int64_t out_features, const float* x, const float* w,
                    const float* bias, float* y);
 void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y);
+void max_pool_forward(const MaxPoolOp& p, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w,
+                      const float* x, int64_t out_h, int64_t out_w, float* y);
+void concat_forward(int64_t batch, int64_t part_channels, int64_t spatial, int64_t channel_offset,
+                    int64_t total_channels, const float* x, float* y);
+void channel_affine_forward(int64_t batch, int64_t channels, int64_t spatial, const float* x, const float* scale,
+                            const float* shift, float* y);
 
 }  // namespace veto::cpu

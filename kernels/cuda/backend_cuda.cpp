@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "kernels/cuda/conv2d.h"
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "runtime/error.h"
@@ -86,20 +87,44 @@ class CudaBackend : public Backend {
 
   void avg_pool_forward(const AvgPoolOp& op, const Shape& s, const float* x, float* y) override {
     const Shape out = infer_shape(op, {s}, "avg_pool");
-    cuda_math::AvgPoolGeometry g;
-    g.in_h = s[2];
-    g.in_w = s[3];
-    g.out_h = out[2];
-    g.out_w = out[3];
-    g.kernel_h = op.kernel_h;
-    g.kernel_w = op.kernel_w;
-    g.stride_h = op.stride_h;
-    g.stride_w = op.stride_w;
-    g.pad_top = op.pad_top;
-    g.pad_left = op.pad_left;
-    g.count_include_pad = op.count_include_pad;
+    const cuda_math::AvgPoolGeometry g = pool_geometry(s, out, op.kernel_h, op.kernel_w, op.stride_h, op.stride_w,
+                                                       op.pad_top, op.pad_left, op.count_include_pad);
     context_->activate();
     cuda::avg_pool_forward(context_->stream(), g, s[0] * s[1], x, y);
+  }
+
+  void max_pool_forward(const MaxPoolOp& op, const Shape& s, const float* x, float* y) override {
+    const Shape out = infer_shape(op, {s}, "max_pool");
+    const cuda_math::AvgPoolGeometry g =
+        pool_geometry(s, out, op.kernel_h, op.kernel_w, op.stride_h, op.stride_w, op.pad_top, op.pad_left, false);
+    context_->activate();
+    cuda::max_pool_forward(context_->stream(), g, s[0] * s[1], x, y);
+  }
+
+  // Each sample's part is one contiguous block of x landing at a pitch of total_channels
+  // planes in y: a single strided copy, no kernel.
+  void concat_forward(const Shape& part, int64_t channel_offset, int64_t total_channels, const float* x,
+                      float* y) override {
+    const int64_t spatial = part[2] * part[3];
+    const size_t width = static_cast<size_t>(part[1] * spatial) * sizeof(float);
+    const size_t pitch = static_cast<size_t>(total_channels * spatial) * sizeof(float);
+    if (width == 0 || part[0] == 0) return;
+    context_->activate();
+    VETO_CUDA_CHECK(cudaMemcpy2DAsync(y + channel_offset * spatial, pitch, x, width, width,
+                                      static_cast<size_t>(part[0]), cudaMemcpyDeviceToDevice, context_->stream()));
+  }
+
+  void channel_affine_forward(const ChannelAffineOp& op, const Shape& s, const float* x, float* y) override {
+    infer_shape(op, {s}, "channel_affine");
+    VETO_CHECK(s[1] <= cuda_math::kMaxAffineChannels, "channel_affine on CUDA takes at most ",
+               cuda_math::kMaxAffineChannels, " channels, got ", s[1]);
+    cuda_math::ChannelAffineConstants k{};
+    for (int64_t c = 0; c < s[1]; ++c) {
+      k.scale[c] = op.scale[static_cast<size_t>(c)];
+      k.shift[c] = op.shift[static_cast<size_t>(c)];
+    }
+    context_->activate();
+    cuda::channel_affine_forward(context_->stream(), s[0], s[1], s[2] * s[3], k, x, y);
   }
 
   void dense_forward(const DenseOp& op, int64_t batch, const float* x, const float* w, const float* bias,
@@ -115,6 +140,24 @@ class CudaBackend : public Backend {
   }
 
  private:
+  static cuda_math::AvgPoolGeometry pool_geometry(const Shape& in, const Shape& out, int64_t kernel_h,
+                                                  int64_t kernel_w, int64_t stride_h, int64_t stride_w,
+                                                  int64_t pad_top, int64_t pad_left, bool count_include_pad) {
+    cuda_math::AvgPoolGeometry g;
+    g.in_h = in[2];
+    g.in_w = in[3];
+    g.out_h = out[2];
+    g.out_w = out[3];
+    g.kernel_h = kernel_h;
+    g.kernel_w = kernel_w;
+    g.stride_h = stride_h;
+    g.stride_w = stride_w;
+    g.pad_top = pad_top;
+    g.pad_left = pad_left;
+    g.count_include_pad = count_include_pad;
+    return g;
+  }
+
   std::shared_ptr<cuda::CudaContext> context_;
 };
 

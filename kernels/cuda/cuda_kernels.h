@@ -51,6 +51,14 @@ void global_avg_pool_forward(cudaStream_t stream, int64_t planes, int64_t spatia
 void avg_pool_forward(cudaStream_t stream, const cuda_math::AvgPoolGeometry& geometry, int64_t planes,
                       const float* x, float* y);
 
+// max_pool.cu: `planes` = batch * channels planes of the geometry's shapes.
+void max_pool_forward(cudaStream_t stream, const cuda_math::AvgPoolGeometry& geometry, int64_t planes,
+                      const float* x, float* y);
+
+// channel_affine.cu: y[:, c] = x[:, c] * scale[c] + shift[c] over NCHW.
+void channel_affine_forward(cudaStream_t stream, int64_t batch, int64_t channels, int64_t spatial,
+                            const cuda_math::ChannelAffineConstants& constants, const float* x, float* y);
+
 // softmax.cu: softmax of each of `rows` rows of `cols` values.
 void softmax_forward(cudaStream_t stream, int64_t rows, int64_t cols, const float* x, float* y);
 

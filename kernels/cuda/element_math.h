@@ -126,6 +126,28 @@ VETO_HOST_DEVICE float avg_pool_value(const AvgPoolGeometry& g, const float* pla
   return win.divisor > 0 ? sum / static_cast<float>(win.divisor) : 0.0f;
 }
 
+// Max over the part of output (i, j)'s window inside the input (padded cells never win).
+// The geometry's count_include_pad is irrelevant here.
+VETO_HOST_DEVICE float max_pool_value(const AvgPoolGeometry& g, const float* plane, int64_t i, int64_t j) {
+  const PoolWindow win = avg_pool_window(g, i, j);
+  float m = -3.402823466e+38f;
+  for (int64_t h = win.h_begin; h < win.h_end; ++h)
+    for (int64_t w = win.w_begin; w < win.w_end; ++w) m = plane[h * g.in_w + w] > m ? plane[h * g.in_w + w] : m;
+  return m;
+}
+
+// Per-channel affine constants passed by value to the kernel (torchvision's transform_input
+// has 3 channels; 16 leaves room without a device buffer).
+constexpr int kMaxAffineChannels = 16;
+struct ChannelAffineConstants {
+  float scale[kMaxAffineChannels];
+  float shift[kMaxAffineChannels];
+};
+
+VETO_HOST_DEVICE float channel_affine_value(const ChannelAffineConstants& k, int64_t channel, float x) {
+  return x * k.scale[channel] + k.shift[channel];
+}
+
 // --- strided reductions (global average pool, softmax) -------------------------------------
 // A block of `lanes` threads reduces one row: lane k takes elements k, k + lanes, ...; the
 // partial results are then combined (sum / max). The host tests run the same lane split.

@@ -1,0 +1,29 @@
+#include <algorithm>
+#include <limits>
+
+#include "kernels/cpu/kernels.h"
+
+namespace veto::cpu {
+
+void max_pool_forward(const MaxPoolOp& p, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w,
+                      const float* x, int64_t out_h, int64_t out_w, float* y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < batch * channels; ++nc) {
+    const float* xp = x + nc * in_h * in_w;
+    float* yp = y + nc * out_h * out_w;
+    for (int64_t i = 0; i < out_h; ++i) {
+      const int64_t h0 = i * p.stride_h - p.pad_top;
+      const int64_t hb = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kernel_h, in_h);
+      for (int64_t j = 0; j < out_w; ++j) {
+        const int64_t w0 = j * p.stride_w - p.pad_left;
+        const int64_t wb = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kernel_w, in_w);
+        float m = -std::numeric_limits<float>::infinity();
+        for (int64_t h = hb; h < he; ++h)
+          for (int64_t w = wb; w < we; ++w) m = std::max(m, xp[h * in_w + w]);
+        yp[i * out_w + j] = m;
+      }
+    }
+  }
+}
+
+}  // namespace veto::cpu

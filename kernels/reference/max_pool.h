@@ -1,0 +1,27 @@
+// Reference max pool with explicit padding: padded cells are skipped (never the maximum).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "runtime/ops.h"
+
+namespace veto::reference {
+
+template <typename T>
+void max_pool_forward(const MaxPoolOp& p, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w, const T* x,
+                      int64_t out_h, int64_t out_w, T* y) {
+  for (int64_t nc = 0; nc < batch * channels; ++nc)
+    for (int64_t i = 0; i < out_h; ++i)
+      for (int64_t j = 0; j < out_w; ++j) {
+        const int64_t h0 = i * p.stride_h - p.pad_top, w0 = j * p.stride_w - p.pad_left;
+        T m = -std::numeric_limits<T>::infinity();
+        for (int64_t h = std::max<int64_t>(h0, 0); h < std::min(h0 + p.kernel_h, in_h); ++h)
+          for (int64_t w = std::max<int64_t>(w0, 0); w < std::min(w0 + p.kernel_w, in_w); ++w)
+            m = std::max(m, x[(nc * in_h + h) * in_w + w]);
+        y[(nc * out_h + i) * out_w + j] = m;
+      }
+}
+
+}  // namespace veto::reference
