@@ -136,21 +136,18 @@ Model load_model(const std::string& path_or_name) {
   const std::string& format = required(file.metadata, "format", path);
   VETO_CHECK(format == kFormat, path, ": unsupported model format '", format, "' (expected ", kFormat, ")");
   m.arch = required(file.metadata, "arch", path);
-  try {
-    m.graph = build_graph(m.arch);
-  } catch (const Error& e) {
-    fail(path, ": ", e.what());
-  }
   m.preprocess = parse_preprocess(required(file.metadata, "preprocess", path), path);
-  const Shape& input = m.graph.node(0).shape;
-  VETO_CHECK(input[1] == m.preprocess.channels && input[2] == m.preprocess.height && input[3] == m.preprocess.width,
-             path, ": preprocess size ", m.preprocess.height, "x", m.preprocess.width, " does not match the ", m.arch,
-             " input ", input.str());
   const nlohmann::json classes = parse_json(required(file.metadata, "classes", path), "classes", path);
   VETO_CHECK(classes.is_array(), path, ": metadata 'classes' must be a JSON array of names");
   for (const auto& c : classes) {
     VETO_CHECK(c.is_string(), path, ": metadata 'classes' must be a JSON array of names");
     m.classes.push_back(c.get<std::string>());
+  }
+  try {
+    m.graph = build_graph(ArchSpec{m.arch, file.metadata, m.preprocess.height, m.preprocess.width,
+                                   static_cast<int64_t>(m.classes.size())});
+  } catch (const Error& e) {
+    fail(path, ": ", e.what());
   }
   const int64_t outputs = m.graph.node(m.graph.output()).shape.numel();
   VETO_CHECK(static_cast<int64_t>(m.classes.size()) == outputs, path, ": the class list has ", m.classes.size(),

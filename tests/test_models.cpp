@@ -122,22 +122,24 @@ TEST(CifarResnet, KeptLayersAreReadableAndFusedOnesAreNot) {
   EXPECT_THROW(Plan(m, *cpu, 1, PlanOptions{true, {"layer9.9"}}), Error);
 }
 
+ArchSpec cifar_spec(const std::string& arch) { return ArchSpec{arch, {}, 32, 32, 10}; }
+
 TEST(CifarResnet, GraphsDeclareExactlyTheCheckpointTensors) {
   // akamaster's checkpoints hold 97/157/217/277 tensors (conv 1, BN 4, linear 2).
   const std::pair<const char*, size_t> cases[] = {
       {"resnet20", 97}, {"resnet32", 157}, {"resnet44", 217}, {"resnet56", 277}};
   for (auto [arch, tensors] : cases) {
-    const Graph g = build_graph(arch);
+    const Graph g = build_graph(cifar_spec(arch));
     EXPECT_EQ(g.param_specs().size(), tensors) << arch;
     EXPECT_EQ(g.node(g.output()).shape, (Shape{1, 10})) << arch;
   }
   // Keras ResNet20v1: 21 convs with bias, 19 BN, one dense.
-  EXPECT_EQ(build_graph("keras_resnet20v1").param_specs().size(), 21u * 2 + 19 * 4 + 2);
+  EXPECT_EQ(build_graph(cifar_spec("keras_resnet20v1")).param_specs().size(), 21u * 2 + 19 * 4 + 2);
   // Stage outputs and the layer names other commands select.
-  const Graph g = build_graph("resnet56");
+  const Graph g = build_graph(cifar_spec("resnet56"));
   EXPECT_EQ(g.node(g.find("layer3.8")).shape, (Shape{1, 64, 8, 8}));
   EXPECT_EQ(g.node(g.find("layer2.0")).shape, (Shape{1, 32, 16, 16}));
-  EXPECT_THROW(build_graph("resnet21"), Error);
+  EXPECT_THROW(build_graph(cifar_spec("resnet21")), Error);
 }
 
 TEST(KerasResnet20v1, MatchesTensorFlowOnRandomWeights) {
