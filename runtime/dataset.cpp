@@ -43,13 +43,71 @@ class CifarDataset : public Dataset {
 struct FileSample {
   size_t file;
   int64_t index;  // -1 for an image
+  int label;      // -1 when unknown
 };
+
+bool is_image_name(const std::string& name) {
+  for (const char* ext : {".png", ".jpg", ".jpeg", ".bmp"})
+    if (has_suffix(name, ext)) return true;
+  return false;
+}
+
+// The image files directly inside `dir`, sorted by name.
+std::vector<std::string> images_in(const std::filesystem::path& dir) {
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file() && is_image_name(e.path().filename().string())) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// Expands folders: a folder with class subfolders (Keras flow_from_directory layout) gives
+// labelled images, the subfolder name being a class name of the model; a flat folder gives
+// its images, unlabelled. Files stay as they are.
+std::vector<std::pair<std::string, int>> expand_inputs(const std::vector<std::string>& inputs,
+                                                       const std::vector<std::string>& classes) {
+  namespace fs = std::filesystem;
+  std::vector<std::pair<std::string, int>> out;
+  for (const std::string& in : inputs) {
+    std::error_code ec;
+    if (!fs::is_directory(in, ec)) {
+      out.push_back({in, -1});
+      continue;
+    }
+    std::vector<fs::path> subdirs;
+    for (const auto& e : fs::directory_iterator(in))
+      if (e.is_directory()) subdirs.push_back(e.path());
+    std::sort(subdirs.begin(), subdirs.end());
+    if (subdirs.empty()) {
+      const auto files = images_in(in);
+      VETO_CHECK(!files.empty(), in, ": folder holds no images (.png, .jpg, .jpeg, .bmp)");
+      for (const auto& f : files) out.push_back({f, -1});
+      continue;
+    }
+    for (const fs::path& d : subdirs) {
+      const std::string name = d.filename().string();
+      const auto it = std::find(classes.begin(), classes.end(), name);
+      VETO_CHECK(it != classes.end(), in, ": class folder '", name, "' is not one of the model's ", classes.size(),
+                 " class names");
+      for (const auto& f : images_in(d)) out.push_back({f, static_cast<int>(it - classes.begin())});
+    }
+  }
+  return out;
+}
 
 class FileDataset : public Dataset {
  public:
-  FileDataset(const std::vector<std::string>& files, const Preprocess& pre, int64_t limit)
-      : Dataset(pre), files_(files) {
-    VETO_CHECK(!files.empty(), "no input files given");
+  FileDataset(const std::vector<std::string>& inputs, const Preprocess& pre, int64_t limit,
+              const std::vector<std::string>& classes)
+      : Dataset(pre) {
+    VETO_CHECK(!inputs.empty(), "no input files given");
+    std::vector<int> labels;
+    for (auto& [file, label] : expand_inputs(inputs, classes)) {
+      files_.push_back(file);
+      labels.push_back(label);
+    }
+    VETO_CHECK(!files_.empty(), "the input folders hold no images");
+    const std::vector<std::string>& files = files_;
     const Shape sample{pre.channels, pre.height, pre.width};
     tensors_.resize(files.size());
     for (size_t f = 0; f < files.size() && (limit < 0 || static_cast<int64_t>(samples_.size()) < limit); ++f) {
@@ -62,18 +120,18 @@ class FileDataset : public Dataset {
                    pre.height, ",", pre.width, ")");
         for (int64_t i = 0; i < t.numel(); ++i)
           VETO_CHECK(std::isfinite(t[i]), files[f], ": non-finite value at flat index ", i);
-        for (int64_t k = 0; k < t.shape()[0]; ++k) samples_.push_back({f, k});
+        for (int64_t k = 0; k < t.shape()[0]; ++k) samples_.push_back({f, k, -1});
         tensors_[f] = std::move(t);
       } else {
         std::error_code ec;
         VETO_CHECK(std::filesystem::is_regular_file(files[f], ec), files[f], ": no such file");
-        samples_.push_back({f, -1});
+        samples_.push_back({f, -1, labels[f]});
       }
     }
     if (limit >= 0 && static_cast<int64_t>(samples_.size()) > limit) samples_.resize(static_cast<size_t>(limit));
   }
   int64_t size() const override { return static_cast<int64_t>(samples_.size()); }
-  int label(int64_t) const override { return -1; }
+  int label(int64_t i) const override { return samples_[static_cast<size_t>(i)].label; }
   std::string name(int64_t i) const override {
     const FileSample& s = samples_[static_cast<size_t>(i)];
     return s.index < 0 ? files_[s.file] : files_[s.file] + "#" + std::to_string(s.index);
@@ -151,8 +209,8 @@ std::unique_ptr<Dataset> open_cifar_dataset(const std::string& path, const Prepr
 }
 
 std::unique_ptr<Dataset> open_file_dataset(const std::vector<std::string>& files, const Preprocess& pre,
-                                           int64_t limit) {
-  return std::make_unique<FileDataset>(files, pre, limit);
+                                           int64_t limit, const std::vector<std::string>& classes) {
+  return std::make_unique<FileDataset>(files, pre, limit, classes);
 }
 
 std::unique_ptr<Dataset> open_tensor_dataset(Tensor samples, const Preprocess& pre, std::vector<int> labels) {

@@ -32,10 +32,12 @@ class Dataset {
 
 // The first `limit` records (all when limit < 0) of a CIFAR-10 binary file.
 std::unique_ptr<Dataset> open_cifar_dataset(const std::string& path, const Preprocess& pre, int64_t limit = -1);
-// Image files (PNG, JPEG, BMP, ...) and .npy files of shape (C,H,W) or (N,C,H,W) holding
-// preprocessed float tensors. Every file is checked when opened.
+// Image files (PNG, JPEG, BMP), .npy files of shape (C,H,W) or (N,C,H,W) holding
+// preprocessed float tensors, and folders: a flat folder of images (unlabelled), or a
+// folder of class subfolders named after the model's classes (labelled, like Keras'
+// flow_from_directory). Files are checked for existence when opened, decoded when loaded.
 std::unique_ptr<Dataset> open_file_dataset(const std::vector<std::string>& files, const Preprocess& pre,
-                                           int64_t limit = -1);
+                                           int64_t limit = -1, const std::vector<std::string>& classes = {});
 // Preprocessed samples already in memory, (N,C,H,W); labels may be empty.
 std::unique_ptr<Dataset> open_tensor_dataset(Tensor samples, const Preprocess& pre, std::vector<int> labels = {});
 

@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <stb/stb_image_write.h>
+
 #include "runtime/io/npy.h"
 #include "runtime/io/safetensors.h"
 
@@ -109,6 +111,46 @@ TEST(Cli, PredictOnNpyAndImageInputs) {
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["count"], 8);
   EXPECT_EQ(j["predictions"][0]["class"], "cat");
+}
+
+// CIFAR records 0-3 (cat, ship, ship, airplane) as PNG files in `dir`/<class>/ or flat.
+void write_records_as_png(const fs::path& dir, bool class_folders) {
+  const std::string raw = slurp(kCifar);
+  const char* names[10] = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+  for (int i = 0; i < 4; ++i) {
+    const unsigned char* rec = reinterpret_cast<const unsigned char*>(raw.data()) + i * 3073;
+    std::vector<unsigned char> rgb(32 * 32 * 3);
+    for (int p = 0; p < 32 * 32; ++p)
+      for (int c = 0; c < 3; ++c) rgb[p * 3 + c] = rec[1 + c * 1024 + p];
+    const fs::path folder = class_folders ? dir / names[rec[0]] : dir;
+    fs::create_directories(folder);
+    ASSERT_NE(stbi_write_png((folder / (std::to_string(i) + ".png")).c_str(), 32, 32, 3, rgb.data(), 96), 0);
+  }
+}
+
+TEST(Cli, PredictOnImageFoldersWithTopK) {
+  const fs::path labelled = scratch("labelled"), flat = scratch("flat");
+  write_records_as_png(labelled, true);
+  write_records_as_png(flat, false);
+  CliRun r = veto("predict --model resnet20 --input " + labelled.string() + " --topk 3 --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["count"], 4);
+  EXPECT_DOUBLE_EQ(j["accuracy"].get<double>(), 1.0);  // lossless PNGs of records resnet20 gets right
+  EXPECT_EQ(j["predictions"][0]["topk"].size(), 3u);
+  EXPECT_EQ(j["predictions"][0]["topk"][0]["class"], j["predictions"][0]["class"]);
+  EXPECT_GE(j["predictions"][0]["topk"][0]["probability"].get<double>(),
+            j["predictions"][0]["topk"][1]["probability"].get<double>());
+  r = veto("predict --model resnet20 --input " + flat.string() + " --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_FALSE(j.contains("accuracy"));
+  EXPECT_EQ(j["predictions"][3]["class"], "airplane");
+  fs::create_directories(labelled / "unicorn");
+  expect_error(veto("predict --model resnet20 --input " + labelled.string()),
+               "class folder 'unicorn' is not one of the model's 10 class names");
+  expect_error(veto("predict --model resnet20 --input " + labelled.string() + " --topk 11"),
+               "option '--topk' must be in [1, 10]");
 }
 
 TEST(Cli, InfoListsTheLayerNames) {

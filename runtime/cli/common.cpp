@@ -18,7 +18,7 @@ std::vector<OptionSpec> model_options() {
 
 std::vector<OptionSpec> input_options() {
   return {{"data", OptionSpec::Value, "FILE", "CIFAR-10 binary file (labels give accuracy)"},
-          {"input", OptionSpec::List, "FILE", "image files (PNG/JPEG/BMP) or preprocessed .npy (N,C,H,W)"},
+          {"input", OptionSpec::List, "FILE", "image files (PNG/JPEG/BMP), folders of them (class subfolders give labels), or preprocessed .npy (N,C,H,W)"},
           {"limit", OptionSpec::Value, "N", "use only the first N inputs"}};
 }
 
@@ -29,7 +29,7 @@ std::unique_ptr<Dataset> open_inputs(const Args& args, const Model& model) {
   VETO_CHECK(data != input, data ? "give either --data or --input, not both" : "no inputs: give --data FILE or --input FILE...");
   const int64_t limit = args.get_int("limit", -1, 1, int64_t{1} << 40);
   auto ds = data ? open_cifar_dataset(args.get("data"), model.preprocess, limit)
-                 : open_file_dataset(args.list("input"), model.preprocess, limit);
+                 : open_file_dataset(args.list("input"), model.preprocess, limit, model.classes);
   VETO_CHECK(ds->size() > 0, "the inputs hold no samples");
   return ds;
 }
