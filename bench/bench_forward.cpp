@@ -2,7 +2,11 @@
 // issues track. Inputs are the bundled CIFAR-10 records, preprocessed once.
 #include <benchmark/benchmark.h>
 
+#include <cmath>
+#include <random>
 #include <string>
+
+#include "models/builders.h"
 
 #include "runtime/dataset.h"
 #include "runtime/executor.h"
@@ -33,6 +37,50 @@ BENCHMARK(BM_Resnet20Forward)
     ->Args({256, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// InceptionV3 at 299x299 with random weights (speed does not depend on the values; He-scaled
+// so activations stay normal floats). No pretrained weights are bundled.
+Model random_inception_v3() {
+  Model m;
+  m.arch = "inception_v3";
+  m.graph = build_inception_v3(InceptionV3Config{});
+  m.params = ParamArena(m.graph.param_specs());
+  m.preprocess.height = m.preprocess.width = 299;
+  std::mt19937 rng(7);
+  for (const ParamArena::View& v : m.params.views()) {
+    float* p = m.params.get(v.name);
+    const bool is_var = v.name.size() > 4 && v.name.compare(v.name.size() - 4, 4, "_var") == 0;
+    const bool is_gamma = v.shape.rank() == 1 && v.name.find(".bn.weight") != std::string::npos;
+    const int64_t fan_in = v.shape.rank() > 1 ? v.shape.numel() / v.shape[0] : 1;
+    std::normal_distribution<float> normal(0.0f, std::sqrt(2.0f / static_cast<float>(fan_in)));
+    for (int64_t i = 0; i < v.shape.numel(); ++i)
+      p[i] = (is_var || is_gamma) ? 1.0f : (v.shape.rank() > 1 ? normal(rng) : 0.0f);
+  }
+  return m;
+}
+
+void BM_InceptionV3Forward(benchmark::State& state) {
+  static const Model model = random_inception_v3();
+  const int64_t batch = state.range(0);
+  std::vector<float> inputs(static_cast<size_t>(batch * 3 * 299 * 299));
+  std::mt19937 rng(8);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (float& v : inputs) v = u(rng);
+  auto backend = make_backend("cpu");
+  backend->set_threads(static_cast<int>(state.range(1)));
+  Plan plan(model, *backend, batch);
+  for (auto _ : state) plan.forward(inputs.data());
+  state.counters["images/s"] =
+      benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["arena_MiB"] = static_cast<double>(plan.arena_bytes()) / (1 << 20);
+}
+BENCHMARK(BM_InceptionV3Forward)
+    ->ArgNames({"batch", "threads"})
+    ->Args({1, 2})
+    ->Args({8, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2.0);
 
 }  // namespace
 }  // namespace veto
