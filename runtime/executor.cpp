@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "runtime/error.h"
 
@@ -146,8 +147,21 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
     placed.push_back(i);
   }
   arena_ = backend.allocate(arena_floats_);
-  params_ = backend.allocate(static_cast<size_t>(model.params.size()));
-  backend.upload(model.params.data(), params_->data(), static_cast<size_t>(model.params.size()));
+  // Device copies of the parameters that steps read directly (unfused batch norms, dense
+  // layers); convolutions keep their own packed, folded weights.
+  std::map<std::string, int64_t> param_offset;
+  int64_t param_floats = 0;
+  for (const StepGroup& grp : groups) {
+    const Node& n = g.node(grp.chain[0]);
+    if (!as<BatchNormOp>(n) && !as<DenseOp>(n)) continue;
+    for (const ParamSpec& spec : param_specs(n.op, n.name)) {
+      const ParamArena::View& v = model.params.view(spec.name);
+      param_offset[spec.name] = param_floats;
+      direct_params_.push_back({v.offset, param_floats, v.shape.numel()});
+      param_floats += v.shape.numel();
+    }
+  }
+  params_ = backend.allocate(static_cast<size_t>(param_floats));
 
   // Compile each group into one kernel call.
   float* base = arena_->data();
@@ -155,7 +169,7 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
     VETO_CHECK(offset_[node] >= 0, "internal: node '", g.node(node).name, "' has no buffer");
     return base + offset_[node];
   };
-  auto param = [this, &model](const std::string& name) { return params_->data() + model.params.view(name).offset; };
+  auto param = [this, &param_offset](const std::string& name) { return params_->data() + param_offset.at(name); };
   for (const StepGroup& grp : groups) {
     const Node& n = g.node(grp.chain[0]);
     const Shape& in_shape = n.inputs.empty() ? Shape{} : shapes_[n.inputs[0]];
@@ -224,7 +238,9 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
 Plan::~Plan() = default;
 
 void Plan::refresh_parameters() {
-  backend_.upload(model_.params.data(), params_->data(), static_cast<size_t>(model_.params.size()));
+  for (const DirectParam& p : direct_params_)
+    backend_.upload(model_.params.data() + p.model_offset, params_->data() + p.device_offset,
+                    static_cast<size_t>(p.count));
   std::vector<float> w, b;
   for (auto& step : convs_) {
     const bool has_bias = std::get<Conv2dOp>(model_.graph.node(step->conv).op).has_bias;

@@ -54,7 +54,11 @@ class Plan {
   std::vector<bool> kept_;                     // per node: readable after forward()
   size_t arena_floats_ = 0;
   std::unique_ptr<DeviceBuffer> arena_;
-  std::unique_ptr<DeviceBuffer> params_;       // device copy of the parameter arena
+  struct DirectParam {
+    int64_t model_offset, device_offset, count;
+  };
+  std::vector<DirectParam> direct_params_;     // parameters steps read from params_
+  std::unique_ptr<DeviceBuffer> params_;
   std::vector<std::unique_ptr<ConvStep>> convs_;
   std::vector<std::function<void()>> steps_;
 };
