@@ -6,10 +6,12 @@
 // the blocked primitive is still 2.7-3.1x faster than the plain-NCHW primitive.
 #include "kernels/cpu/conv2d.h"
 
+#include <algorithm>
 #include <cstring>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "runtime/error.h"
 
@@ -28,6 +30,11 @@ std::string describe(const Conv2dOp& p, const Shape& input, const ConvFusion& f)
   return os.str();
 }
 
+// The batch is run in chunks so that the NCHW -> native reorder, the convolution and the
+// native -> NCHW reorder of one chunk stay in cache (and the native-layout buffers stay
+// small): a chunk holds about this many bytes of native input + output.
+constexpr int64_t kChunkBytes = int64_t{4} << 20;
+
 class OneDnnConv2d final : public Conv2dKernel {
  public:
   OneDnnConv2d(const Conv2dOp& op, const Shape& input, const ConvFusion& fusion)
@@ -38,12 +45,13 @@ class OneDnnConv2d final : public Conv2dKernel {
                ": channels and kernel sizes must be positive");
     VETO_CHECK(op.pad_top >= 0 && op.pad_left >= 0 && op.pad_bottom >= 0 && op.pad_right >= 0, what_,
                ": negative padding");
-    output_ = infer_shape(OpParams(op), {input}, "conv2d");  // checks channels, stride, window fit
-    input_floats_ = input.numel();
-    output_floats_ = output_.numel();
+    const Shape output = infer_shape(OpParams(op), {input}, "conv2d");  // checks channels, stride, fit
+    batch_ = input[0];
+    image_in_ = input.numel() / batch_;
+    image_out_ = output.numel() / batch_;
     out_channels_ = op.out_channels;
     try {
-      build(op, input);
+      build(op, input, output);
     } catch (const dnnl::error& e) {
       fail(what_, ": oneDNN could not build the convolution: ", e.what(), " (status ", static_cast<int>(e.status),
            ")");
@@ -54,7 +62,7 @@ class OneDnnConv2d final : public Conv2dKernel {
     VETO_CHECK(weight != nullptr, what_, ": set_weights without weights");
     try {
       user_weights_.set_data_handle(const_cast<float*>(weight));  // only read by the reorder
-      weights_reorder_.execute(stream_, user_weights_, weights_);
+      for (size_t i = 0; i < weights_.size(); ++i) weights_reorders_[i].execute(stream_, user_weights_, weights_[i]);
       float* b = static_cast<float*>(bias_.get_data_handle());
       if (bias)
         std::memcpy(b, bias, static_cast<size_t>(out_channels_) * sizeof(float));
@@ -72,25 +80,13 @@ class OneDnnConv2d final : public Conv2dKernel {
     VETO_CHECK(x != nullptr && y != nullptr, what_, ": null input or output");
     VETO_CHECK(fusion_.residual == (residual != nullptr), what_,
                fusion_.residual ? ": made with a residual but got none" : ": got a residual it was not made for");
-    VETO_CHECK(y + output_floats_ <= x || x + input_floats_ <= y, what_, ": output overlaps the input");
+    VETO_CHECK(y + batch_ * image_out_ <= x || x + batch_ * image_in_ <= y, what_, ": output overlaps the input");
     try {
-      user_src_.set_data_handle(const_cast<float*>(x));  // only read
-      user_dst_.set_data_handle(y);
-      if (src_reorder_) src_reorder_.execute(stream_, user_src_, src_);
-      if (residual) {
-        // The sum post-op adds what dst holds before the convolution writes it.
-        if (dst_reorder_) {
-          user_residual_.set_data_handle(const_cast<float*>(residual));
-          residual_reorder_.execute(stream_, user_residual_, dst_);
-        } else if (residual != y) {
-          std::memmove(y, residual, static_cast<size_t>(output_floats_) * sizeof(float));
-        }
+      for (int64_t n = 0; n < batch_;) {
+        Part& part = (batch_ - n >= parts_[0].batch) ? parts_[0] : parts_[1];
+        run(part, x + n * image_in_, y + n * image_out_, residual ? residual + n * image_out_ : nullptr);
+        n += part.batch;
       }
-      conv_.execute(stream_, {{DNNL_ARG_SRC, src_reorder_ ? src_ : user_src_},
-                              {DNNL_ARG_WEIGHTS, weights_},
-                              {DNNL_ARG_BIAS, bias_},
-                              {DNNL_ARG_DST, dst_reorder_ ? dst_ : user_dst_}});
-      if (dst_reorder_) dst_reorder_.execute(stream_, dst_, user_dst_);
       stream_.wait();
     } catch (const dnnl::error& e) {
       fail(what_, ": oneDNN forward failed: ", e.what());
@@ -98,16 +94,71 @@ class OneDnnConv2d final : public Conv2dKernel {
   }
 
   std::string implementation() const {
-    return impl_ + (src_reorder_ ? " src:reorder" : " src:nchw") + (dst_reorder_ ? " dst:reorder" : " dst:nchw");
+    const Part& p = parts_[0];
+    std::string s = p.impl + (p.src_reorder ? " src:reorder" : " src:nchw") + (p.dst_reorder ? " dst:reorder" : " dst:nchw");
+    s += " chunk " + std::to_string(p.batch);
+    if (parts_.size() > 1) s += " tail " + std::to_string(parts_[1].batch) + " " + parts_[1].impl;
+    return s;
   }
 
  private:
-  void build(const Conv2dOp& op, const Shape& input) {
-    const memory::dims src_dims = input.dims, dst_dims = output_.dims;
+  // One primitive for `batch` images with its reorders; memories named user_* wrap caller
+  // pointers (set per call), src/dst are the primitive's native layouts when they differ.
+  struct Part {
+    int64_t batch = 0;
+    std::string impl;
+    dnnl::convolution_forward conv;
+    memory user_src, user_dst, user_residual, src, dst;
+    dnnl::reorder src_reorder, dst_reorder, residual_reorder;
+    size_t weights = 0;  // index into weights_
+  };
+
+  void run(Part& p, const float* x, float* y, const float* residual) {
+    p.user_src.set_data_handle(const_cast<float*>(x));  // only read
+    p.user_dst.set_data_handle(y);
+    if (p.src_reorder) p.src_reorder.execute(stream_, p.user_src, p.src);
+    if (residual) {
+      // The sum post-op adds what dst holds before the convolution writes it.
+      if (p.dst_reorder) {
+        p.user_residual.set_data_handle(const_cast<float*>(residual));
+        p.residual_reorder.execute(stream_, p.user_residual, p.dst);
+      } else if (residual != y) {
+        std::memmove(y, residual, static_cast<size_t>(p.batch * image_out_) * sizeof(float));
+      }
+    }
+    p.conv.execute(stream_, {{DNNL_ARG_SRC, p.src_reorder ? p.src : p.user_src},
+                             {DNNL_ARG_WEIGHTS, weights_[p.weights]},
+                             {DNNL_ARG_BIAS, bias_},
+                             {DNNL_ARG_DST, p.dst_reorder ? p.dst : p.user_dst}});
+    if (p.dst_reorder) p.dst_reorder.execute(stream_, p.dst, p.user_dst);
+  }
+
+  void build(const Conv2dOp& op, const Shape& input, const Shape& output) {
+    const memory::dims weight_dims{op.out_channels, op.in_channels, op.kernel_h, op.kernel_w};
+    user_weights_ = memory({weight_dims, memory::data_type::f32, tag::oihw}, engine_, DNNL_MEMORY_NONE);
+    bias_ = memory({{op.out_channels}, memory::data_type::f32, tag::x}, engine_);
+
+    // Chunk size: native input + output bytes per image (channels padded to blocks of 8),
+    // then chunks of equal size, the last one possibly smaller.
+    const auto padded = [](int64_t c) { return (c + 7) / 8 * 8; };
+    const int64_t image_bytes =
+        (padded(op.in_channels) * input[2] * input[3] + padded(op.out_channels) * output[2] * output[3]) *
+        int64_t{sizeof(float)};
+    const int64_t max_chunk = std::max<int64_t>(1, kChunkBytes / image_bytes);
+    const int64_t chunks = (batch_ + max_chunk - 1) / max_chunk;
+    const int64_t chunk = (batch_ + chunks - 1) / chunks;
+    const int64_t tail = batch_ - (chunks - 1) * chunk;  // in (0, chunk]
+    parts_.reserve(2);
+    parts_.push_back(make_part(op, input, output, chunk, nullptr));
+    if (tail != chunk) parts_.push_back(make_part(op, input, output, tail, &parts_[0]));
+  }
+
+  Part make_part(const Conv2dOp& op, const Shape& input, const Shape& output, int64_t batch, const Part* share) {
+    const memory::dims src_dims{batch, input[1], input[2], input[3]};
+    const memory::dims dst_dims{batch, output[1], output[2], output[3]};
     const memory::dims weight_dims{op.out_channels, op.in_channels, op.kernel_h, op.kernel_w};
     const memory::desc user_src_md(src_dims, memory::data_type::f32, tag::nchw);
     const memory::desc user_dst_md(dst_dims, memory::data_type::f32, tag::nchw);
-    const memory::desc user_weight_md(weight_dims, memory::data_type::f32, tag::oihw);
 
     dnnl::post_ops post;
     if (fusion_.residual) post.append_sum(1.0f);
@@ -120,48 +171,58 @@ class OneDnnConv2d final : public Conv2dKernel {
     const dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
         memory::desc(src_dims, memory::data_type::f32, tag::any),
-        memory::desc(weight_dims, memory::data_type::f32, tag::any),
-        memory::desc({op.out_channels}, memory::data_type::f32, tag::x),
+        memory::desc(weight_dims, memory::data_type::f32, tag::any), bias_.get_desc(),
         memory::desc(dst_dims, memory::data_type::f32, tag::any), {op.stride_h, op.stride_w},
         {op.pad_top, op.pad_left}, {op.pad_bottom, op.pad_right});
     const dnnl::convolution_forward::primitive_desc pd(desc, attr, engine_);
-    impl_ = pd.impl_info_str();
-    conv_ = dnnl::convolution_forward(pd);
 
-    // User-side memories wrap caller pointers, set per call.
-    user_src_ = memory(user_src_md, engine_, DNNL_MEMORY_NONE);
-    user_dst_ = memory(user_dst_md, engine_, DNNL_MEMORY_NONE);
-    user_residual_ = memory(user_dst_md, engine_, DNNL_MEMORY_NONE);
-    user_weights_ = memory(user_weight_md, engine_, DNNL_MEMORY_NONE);
+    Part p;
+    p.batch = batch;
+    p.impl = pd.impl_info_str();
+    p.conv = dnnl::convolution_forward(pd);
+    p.user_src = memory(user_src_md, engine_, DNNL_MEMORY_NONE);
+    p.user_dst = memory(user_dst_md, engine_, DNNL_MEMORY_NONE);
+    p.user_residual = memory(user_dst_md, engine_, DNNL_MEMORY_NONE);
 
-    weights_ = memory(pd.weights_desc(), engine_);
-    weights_reorder_ = dnnl::reorder(user_weights_, weights_);
-    bias_ = memory(pd.bias_desc(), engine_);
+    // Packed weights are shared between parts when the formats agree (they normally do).
+    p.weights = weights_.size();
+    for (size_t i = 0; i < weights_.size(); ++i)
+      if (weights_[i].get_desc() == pd.weights_desc()) p.weights = i;
+    if (p.weights == weights_.size()) {
+      weights_.emplace_back(pd.weights_desc(), engine_);
+      weights_reorders_.emplace_back(user_weights_, weights_.back());
+    }
+
+    // A smaller tail part reuses the main part's native buffers when they are big enough.
+    const auto native = [&](const memory::desc& md, const memory& big) {
+      if (big && md.get_size() <= big.get_desc().get_size()) return memory(md, engine_, big.get_data_handle());
+      return memory(md, engine_);
+    };
     if (pd.src_desc() != user_src_md) {
-      src_ = memory(pd.src_desc(), engine_);
-      src_reorder_ = dnnl::reorder(user_src_, src_);
+      p.src = native(pd.src_desc(), share ? share->src : memory());
+      p.src_reorder = dnnl::reorder(p.user_src, p.src);
     }
     if (pd.dst_desc() != user_dst_md) {
-      dst_ = memory(pd.dst_desc(), engine_);
-      dst_reorder_ = dnnl::reorder(dst_, user_dst_);
-      if (fusion_.residual) residual_reorder_ = dnnl::reorder(user_residual_, dst_);
+      p.dst = native(pd.dst_desc(), share ? share->dst : memory());
+      p.dst_reorder = dnnl::reorder(p.dst, p.user_dst);
+      if (fusion_.residual) p.residual_reorder = dnnl::reorder(p.user_residual, p.dst);
     }
+    return p;
   }
 
   ConvFusion fusion_;
-  std::string what_, impl_;
-  Shape output_;
-  int64_t input_floats_ = 0, output_floats_ = 0, out_channels_ = 0;
+  std::string what_;
+  int64_t batch_ = 0, image_in_ = 0, image_out_ = 0, out_channels_ = 0;  // image_*: floats per image
   bool has_weights_ = false;
 
   // One engine and stream per kernel: creating a CPU engine is cheap, and it keeps the
   // kernel self-contained (no shared mutable state between kernels or plans).
   dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream_{engine_};
-  dnnl::convolution_forward conv_;
-  memory user_src_, user_dst_, user_residual_, user_weights_;
-  memory src_, dst_, weights_, bias_;  // primitive-native layouts (src_/dst_ only when they differ)
-  dnnl::reorder src_reorder_, dst_reorder_, residual_reorder_, weights_reorder_;
+  std::vector<Part> parts_;  // [0]: full chunks; [1]: the smaller last chunk, if any
+  memory user_weights_, bias_;
+  std::vector<memory> weights_;  // packed for the primitives
+  std::vector<dnnl::reorder> weights_reorders_;
 };
 
 }  // namespace
