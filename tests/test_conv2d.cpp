@@ -162,6 +162,21 @@ TEST(Conv2dCpu, InceptionLikeShapesMatchReference) {
   for (const auto& c : cases) check_case(c, seed += 10);
 }
 
+// Large batches run in chunks of a few MB of activations, the last chunk smaller: both
+// primitives (and the shared packed weights and buffers) must agree with the reference.
+TEST(Conv2dCpu, LargeBatchRunsInChunksWithASmallerTail) {
+  const std::vector<ConvCase> cases = {
+      {"layer1 16->16 batch 37", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {37, 16, 32, 32}, {37, 16, 32, 32}},
+      {"16->35 3x3 batch 21 on 33x33", conv(16, 35, 3, 3, 1, 1, 1, 1, 1), {21, 16, 33, 33}, {21, 35, 33, 33}},
+  };
+  uint32_t seed = 400;
+  for (const auto& c : cases) {
+    check_case(c, seed += 10);
+    const std::string impl = cpu::conv2d_implementation(*cpu::make_conv2d(c.op, c.input, {}));
+    EXPECT_NE(impl.find(" tail "), std::string::npos) << c.name << " was not split: " << impl;
+  }
+}
+
 // A mutant delta calls set_weights again: the packed copy must follow, bias included
 // (and a null bias after a real one means zeros).
 TEST(Conv2dCpu, SetWeightsAgainRepacks) {
