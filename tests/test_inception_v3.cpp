@@ -2,8 +2,13 @@
 // reduced-width fixtures made by weights_tools (full size: weights_tools/check_inception_full.py).
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "models/builders.h"
 #include "runtime/error.h"
+#include "runtime/executor.h"
+#include "runtime/io/npy.h"
+#include "runtime/model.h"
 
 namespace veto {
 namespace {
@@ -61,6 +66,52 @@ TEST(InceptionV3, ReducedWidthAndCustomHead) {
   c.width_divisor = 3;
   EXPECT_THROW(build_inception_v3(c), Error);
 }
+
+// Relative L2 distance of two equally long arrays.
+double relative_l2(const Tensor& got, const Tensor& want) {
+  double d = 0, w = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    d += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    w += double(want[i]) * want[i];
+  }
+  return std::sqrt(d / w);
+}
+
+Tensor first_sample(const Tensor& t) {
+  const int64_t n = t.numel() / t.shape()[0];
+  Shape s = t.shape();
+  s[0] = 1;
+  return Tensor(s, std::vector<float>(t.data(), t.data() + n));
+}
+
+class InceptionV3Golden : public testing::TestWithParam<std::string> {};
+
+// The reduced-width fixtures (width / 8, 139x139, 10 classes, random weights with randomized
+// BN statistics) against the framework that made them, on its own preprocessed photos.
+TEST_P(InceptionV3Golden, MatchesItsFramework) {
+  const std::string dir = VETO_TEST_DATA_DIR, stem = "inception_v3_" + GetParam() + "_w8";
+  const Model m = load_model(dir + "/" + stem + ".safetensors");
+  const Tensor inputs = read_npy(dir + "/golden/" + stem + "_inputs.npy");
+  const Tensor logits = read_npy(dir + "/golden/" + stem + "_logits.npy");
+  auto cpu = make_backend("cpu");
+  const PlanOptions keep{true, {"mixed0", "Mixed_7c"}};
+  Plan fast(m, *cpu, inputs.shape()[0], keep);
+  fast.forward(inputs.data());
+  EXPECT_LE(relative_l2(fast.logits(), logits), 1e-4) << "logits";
+  for (const char* layer : {"mixed0", "mixed10"}) {
+    const Tensor want = read_npy(dir + "/golden/" + stem + "_" + layer + ".npy");
+    const Tensor got = first_sample(fast.output(layer == std::string("mixed10") ? "Mixed_7c" : layer));
+    ASSERT_EQ(got.shape(), want.shape()) << layer;
+    EXPECT_LE(relative_l2(got, want), 1e-4) << layer;
+  }
+  // The unfused reference backend agrees with the fused fast path.
+  auto ref = make_backend("reference");
+  Plan oracle(m, *ref, 1, PlanOptions{false, {}});
+  oracle.forward(inputs.data());
+  EXPECT_LE(relative_l2(oracle.logits(), first_sample(logits)), 1e-4) << "reference backend";
+}
+
+INSTANTIATE_TEST_SUITE_P(BothVariants, InceptionV3Golden, testing::Values("torchvision", "keras"));
 
 }  // namespace
 }  // namespace veto
