@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 #include <stb/stb_image_write.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
 
 #include "runtime/error.h"
+#include "runtime/io/npy.h"
 #include "runtime/preprocess.h"
 
 namespace veto {
@@ -183,6 +186,30 @@ TEST(Image, CorruptFilesAreReportedNotCrashed) {
             std::string::npos);
   EXPECT_EQ(error_of([&] { load_image(dir + "/absent.png"); }),
             dir + "/absent.png: cannot open: No such file or directory");
+}
+
+// Formats photos come in: fixtures from weights_tools/make_image_fixtures.py, compared with
+// what Pillow decodes (libjpeg-turbo: stb_image's IDCT may differ by a few levels).
+void expect_rgb_near(const Image& img, const Tensor& want_hwc, float tolerance, const std::string& what) {
+  ASSERT_EQ(want_hwc.shape().rank(), 3) << what;
+  ASSERT_EQ(img.height, want_hwc.shape()[0]) << what;
+  ASSERT_EQ(img.width, want_hwc.shape()[1]) << what;
+  float worst = 0;
+  for (int64_t i = 0; i < want_hwc.numel(); ++i) worst = std::max(worst, std::abs(img.rgb[i] - want_hwc[i]));
+  EXPECT_LE(worst, tolerance) << what;
+}
+
+TEST(Image, SixteenBitPngProgressiveAndCmykJpeg) {
+  const std::string dir = std::string(VETO_TEST_DATA_DIR) + "/images/";
+  // 16-bit gray (value v * 257) reads as 8-bit v on all three channels.
+  const Image gray = load_image(dir + "gray16.png");
+  const Tensor gray8 = read_npy(dir + "gray8.npy");
+  ASSERT_EQ(gray.width * gray.height, gray8.numel());
+  for (int64_t i = 0; i < gray8.numel(); ++i)
+    for (int c = 0; c < 3; ++c) ASSERT_EQ(gray.rgb[i * 3 + c], gray8[i]) << "pixel " << i;
+  expect_rgb_near(load_image(dir + "progressive.jpg"), read_npy(dir + "progressive_pillow_rgb.npy"), 3,
+                  "progressive JPEG");
+  expect_rgb_near(load_image(dir + "cmyk.jpg"), read_npy(dir + "cmyk_pillow_rgb.npy"), 3, "CMYK JPEG");
 }
 
 TEST(Image, HugeDimensionsAreRefusedBeforeDecoding) {
