@@ -153,6 +153,17 @@ TEST(Cli, PredictOnImageFoldersWithTopK) {
                "option '--topk' must be in [1, 10]");
 }
 
+TEST(Cli, PreprocessWritesWhatTheModelSees) {
+  const fs::path out = scratch("pre.npy");
+  const CliRun r = veto("preprocess --model resnet20 --data " + kCifar + " --limit 8 --out " + out.string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const Tensor got = read_npy(out.string());
+  const Tensor want = read_npy(kRepo + "/tests/data/golden/resnet20_inputs_0-7.npy");  // torchvision's
+  ASSERT_EQ(got.shape(), want.shape());
+  for (int64_t i = 0; i < got.numel(); ++i) ASSERT_NEAR(got[i], want[i], 1e-6) << i;
+  expect_error(veto("preprocess --model resnet20 --data " + kCifar), "'veto preprocess' needs --out");
+}
+
 TEST(Cli, InfoListsTheLayerNames) {
   const CliRun r = veto("info --model resnet20");
   ASSERT_EQ(r.code, 0) << r.err;

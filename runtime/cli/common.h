@@ -35,5 +35,6 @@ int cmd_predict(const std::vector<std::string>& words);
 int cmd_eval(const std::vector<std::string>& words);
 int cmd_info(const std::vector<std::string>& words);
 int cmd_bench(const std::vector<std::string>& words);
+int cmd_preprocess(const std::vector<std::string>& words);
 
 }  // namespace veto::cli

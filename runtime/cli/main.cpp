@@ -19,6 +19,7 @@ const char* kUsage =
     "  eval      accuracy, errors, confusion matrix and images/s on a labeled dataset\n"
     "  info      a model's metadata and layers (the names other commands select)\n"
     "  bench     forward-pass throughput on given inputs\n"
+    "  preprocess  write the preprocessed inputs as .npy (what the model sees)\n"
     "\n"
     "`veto COMMAND --help` documents each command's options.\n";
 
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
     if (command == "eval") return veto::cli::cmd_eval(words);
     if (command == "info") return veto::cli::cmd_info(words);
     if (command == "bench") return veto::cli::cmd_bench(words);
+    if (command == "preprocess") return veto::cli::cmd_preprocess(words);
     std::cerr << "veto: error: unknown command '" << command << "' (see veto --help)\n";
     return 1;
   } catch (const veto::Error& e) {
