@@ -1,4 +1,4 @@
-"""Self-tests for convert.py and safetensors_io.py (no TensorFlow needed).
+"""Self-tests for convert.py, safetensors_io.py and the InceptionV3 tools (no TensorFlow needed).
 
     /usr/bin/python3 -m unittest discover -s weights_tools -p 'test_*.py' -v
 """
@@ -191,3 +191,312 @@ class KerasSources(Tmp):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---------------------------------------------------------------------------
+# InceptionV3
+# ---------------------------------------------------------------------------
+
+import inception_v3_keras2_h5 as k2h5  # noqa: E402
+import inception_v3_layout as inception  # noqa: E402
+import numpy_reference  # noqa: E402
+
+TESTS_DATA = os.path.normpath(os.path.join(HERE, "..", "tests", "data"))
+
+
+class InceptionLayout(unittest.TestCase):
+    def test_counts_match_method(self):
+        convs = inception.convs(1)
+        self.assertEqual(len(convs), 94)
+        self.assertEqual(sum(c.out for c in convs), 17216)  # METHOD.md §2
+        widths = list(inception.block_out_channels(1).values())
+        self.assertEqual(widths, [256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048])
+        self.assertEqual(sum(widths), 10048)  # METHOD.md §1 target-layer features
+        self.assertEqual(list(inception.block_out_channels(8).values()), [w // 8 for w in widths])
+        self.assertEqual(inception.spatial_sizes(299), (35, 17, 8))
+        self.assertEqual(inception.spatial_sizes(139), (15, 7, 3))
+        self.assertEqual(inception.keras2_names(1)[-1], ("Mixed_7c.branch_pool", "conv2d_94", "batch_normalization_94"))
+
+    def test_bad_divisor(self):
+        with self.assertRaises(ValueError):
+            inception.expected_shapes(32)
+
+
+def _keras3_style(config):
+    """The same graph in Keras 3's config format (nodes {"args": [...], "kwargs": {}})."""
+    config = json.loads(json.dumps(config))
+    for layer in config["config"]["layers"]:
+        nodes = layer["inbound_nodes"]
+        if not nodes:
+            continue
+        tensors = [{"class_name": "__keras_tensor__", "config": {"shape": [None], "dtype": "float32",
+                                                                 "keras_history": [e[0], 0, 0]}} for e in nodes[0]]
+        args = [tensors] if layer["class_name"] == "Concatenate" else tensors
+        layer["inbound_nodes"] = [{"args": args, "kwargs": {}}]
+    config["config"]["input_layers"] = config["config"]["input_layers"][0]
+    config["config"]["output_layers"] = config["config"]["output_layers"][0]
+    config["class_name"] = "Functional"
+    return config
+
+
+class InceptionSources(Tmp):
+    D, K = 8, 10
+
+    def setUp(self):
+        super().setUp()
+        self.classes = self.path("classes.txt")
+        with open(self.classes, "w") as f:
+            f.write("".join(f"n0{i:07d} class_{i}\n" for i in range(self.K)))
+
+    def opts(self, **kw):
+        return dict(dict(width_divisor=self.D, classes=self.classes), **kw)
+
+    # torchvision -------------------------------------------------------------------
+
+    def tv_state_dict(self, seed=0):
+        sd = inception.random_weights(self.D, self.K, seed, "torchvision")
+        full = {}
+        for k, v in sd.items():
+            full["module." + k] = v
+            if k.endswith("bn.running_var"):
+                full["module." + k.replace("running_var", "num_batches_tracked")] = np.array(7, np.int64)
+        full["module.AuxLogits.fc.weight"] = np.zeros((self.K, 768 // self.D), np.float32)
+        full["module.AuxLogits.conv0.conv.weight"] = np.zeros((16, 96, 1, 1), np.float32)
+        return sd, full
+
+    def test_torchvision_state_dict(self):
+        sd, full = self.tv_state_dict()
+        tensors, meta = convert.convert("inception_v3_torchvision", self.save_torch_zip(full),
+                                        self.path("o.safetensors"), options=self.opts(input_size=139))
+        self.assertEqual(list(tensors), list(inception.expected_shapes(self.D, self.K)))
+        for k in sd:
+            np.testing.assert_array_equal(tensors[k], sd[k])
+        self.assertEqual((meta["arch"], meta["variant"], meta["width_divisor"], meta["transform_input"]),
+                         ("inception_v3", "torchvision", "8", "true"))
+        self.assertEqual(list(meta)[:5], ["format", "arch", "variant", "width_divisor", "transform_input"])
+        pre = json.loads(meta["preprocess"])
+        self.assertEqual((pre["height"], pre["width"], pre["resize"], pre["resize_shorter"], pre["interpolation"]),
+                         (139, 139, "shorter_crop", 159, "bilinear"))
+        self.assertEqual(json.loads(meta["classes"]), [f"class_{i}" for i in range(self.K)])
+
+    def test_torchvision_defaults_full_size(self):
+        sd = inception.random_weights(1, 1000, 0, "torchvision")
+        _, meta = convert.convert("inception_v3_torchvision", self.save_torch_zip(sd), self.path("o.safetensors"))
+        pre = json.loads(meta["preprocess"])
+        self.assertEqual((pre["height"], pre["resize_shorter"], pre["divisor"], pre["mean"], pre["std"]),
+                         (299, 342, 255.0, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
+        classes = json.loads(meta["classes"])
+        self.assertEqual((len(classes), classes[0], classes[999]), (1000, "tench", "toilet_tissue"))
+        self.assertEqual(meta["width_divisor"], "1")
+
+    def test_torchvision_transform_input_false(self):
+        _, full = self.tv_state_dict()
+        _, meta = convert.convert("inception_v3_torchvision", self.save_torch_zip(full), self.path("o.safetensors"),
+                                  options=self.opts(transform_input=False))
+        self.assertEqual(meta["transform_input"], "false")
+
+    def test_torchvision_errors(self):
+        _, full = self.tv_state_dict()
+        p = self.save_torch_zip(full)
+        self.expect_error("inception_v3_torchvision", p, "width-divisor 1", "expects 32")  # default d = 1
+        with self.assertRaises(convert.ConvertError) as cm:
+            convert.convert("inception_v3_torchvision", p, self.path("o.safetensors"), options={"width_divisor": 8})
+        self.assertIn("--classes", str(cm.exception))
+        del full["module.Mixed_6c.branch7x7dbl_4.bn.running_mean"]
+        with self.assertRaises(convert.ConvertError) as cm:
+            convert.convert("inception_v3_torchvision", self.save_torch_zip(full, "m.pt"),
+                            self.path("o.safetensors"), options=self.opts())
+        self.assertIn("Mixed_6c.branch7x7dbl_4.bn.running_mean", str(cm.exception))
+
+    def test_torchvision_extra_tensor_refused(self):
+        _, full = self.tv_state_dict()
+        full["module.Mixed_5b.extra.weight"] = np.zeros(3, np.float32)
+        with self.assertRaises(convert.ConvertError) as cm:
+            convert.convert("inception_v3_torchvision", self.save_torch_zip(full), self.path("o.safetensors"),
+                            options=self.opts())
+        self.assertIn("Mixed_5b.extra.weight", str(cm.exception))
+
+    def test_pickled_model_needs_trust(self):
+        import torch
+        import inception_v3_torch
+        sd = inception.random_weights(self.D, self.K, 1, "torchvision")
+        model = inception_v3_torch.build(sd, self.K, True, self.D)
+        p = self.path("model.pt")
+        torch.save(model, p)
+        with self.assertRaises(convert.ConvertError) as cm:
+            convert.convert("inception_v3_torchvision", p, self.path("o.safetensors"), options=self.opts())
+        self.assertIn("--trust-pickle", str(cm.exception))
+        tensors, _ = convert.convert("inception_v3_torchvision", p, self.path("o.safetensors"),
+                                     options=self.opts(trust_pickle=True))
+        for k in sd:
+            np.testing.assert_array_equal(tensors[k], sd[k])
+
+    def test_options_checked_per_arch(self):
+        _, full = self.tv_state_dict()
+        with self.assertRaises(convert.ConvertError) as cm:
+            convert.convert("resnet20", self.save_torch_zip(full), self.path("o.safetensors"),
+                            options={"classes": self.classes})
+        self.assertIn("--classes", str(cm.exception))
+
+    # Keras -------------------------------------------------------------------------
+
+    def keras_files(self, head="predictions", input_size=139, seed=0, mutate=None):
+        w = inception.random_weights(self.D, self.K, seed, "keras")
+        cfg, spec, units, dense = k2h5.keras2_model(self.D, input_size, self.K, head)
+        if mutate:
+            mutate(cfg)
+        arrays = k2h5.keras2_arrays(w, units, dense)
+        full, wo = self.path(f"full_{head}.h5"), self.path(f"wo_{head}.h5")
+        k2h5.write_full(full, cfg, spec, arrays)
+        k2h5.write_weights_only(wo, cfg, spec, arrays)
+        return w, full, wo, (cfg, spec, arrays)
+
+    def keras_convert(self, path, **kw):
+        return convert.convert("inception_v3_keras", path, self.path("o.safetensors"), options=self.opts(**kw))
+
+    def layer(self, cfg, name):
+        return next(layer for layer in cfg["config"]["layers"] if layer["name"] == name)
+
+    def test_keras_full_and_weights_only(self):
+        w, full, wo, _ = self.keras_files()
+        for p in (full, wo):  # a weights-only file has no input shape: --input-size
+            tensors, meta = self.keras_convert(p, input_size=139)
+            self.assertEqual(list(tensors), list(inception.expected_shapes(self.D, self.K)))
+            for k in w:
+                np.testing.assert_array_equal(tensors[k], w[k])
+            self.assertNotIn("transform_input", meta)
+            self.assertEqual(meta["variant"], "keras")
+            pre = json.loads(meta["preprocess"])
+            self.assertEqual((pre["height"], pre["resize"], pre["interpolation"], pre["divisor"], pre["mean"]),
+                             (139, "stretch", "nearest", 127.5, [1.0, 1.0, 1.0]))
+        self.assertTrue(all(np.all(tensors[f"{c.name}.bn.weight"] == 1) for c in inception.convs(self.D)))
+
+    def test_keras_project_head_any_size(self):
+        w, full, wo, _ = self.keras_files(head="gap_dense", input_size=None)
+        tensors, meta = self.keras_convert(full)
+        np.testing.assert_array_equal(tensors["fc.weight"], w["fc.weight"])
+        self.assertEqual(json.loads(meta["preprocess"])["height"], 299)  # unknown in the model: the default
+        _, meta = self.keras_convert(full, input_size=139)
+        self.assertEqual(json.loads(meta["preprocess"])["height"], 139)
+        tensors, _ = self.keras_convert(wo)  # weights-only: the single Dense is the classifier
+        np.testing.assert_array_equal(tensors["fc.bias"], w["fc.bias"])
+
+    def test_keras_input_size_conflict(self):
+        _, full, _, _ = self.keras_files()
+        with self.assertRaises(convert.ConvertError) as cm:
+            self.keras_convert(full, input_size=299)
+        self.assertIn("139x139", str(cm.exception))
+
+    def test_keras_maps_by_topology_not_numbering(self):
+        w, full, _, (cfg, spec, arrays) = self.keras_files()
+        base, _ = self.keras_convert(full)
+        mapping = {}
+        for i in range(1, 95):
+            mapping[f"conv2d_{i}"] = f"conv2d_{95 - i}"
+            mapping[f"batch_normalization_{i}"] = f"batch_normalization_{(i * 37) % 94 + 1}"
+        c, s, a = renumbered(cfg, spec, arrays, mapping)
+        p = self.path("renumbered.h5")
+        k2h5.write_full(p, c, s, a)
+        other, _ = self.keras_convert(p)
+        for k in base:
+            np.testing.assert_array_equal(base[k], other[k])
+
+    def test_keras3_config_format(self):
+        w, _, _, (cfg, spec, arrays) = self.keras_files()
+        p = self.path("k3.h5")
+        k2h5.write_full(p, _keras3_style(cfg), spec, arrays)
+        tensors, _ = self.keras_convert(p)
+        for k in w:
+            np.testing.assert_array_equal(tensors[k], w[k])
+
+    def expect_keras_error(self, mutate, *fragments):
+        _, full, _, _ = self.keras_files(mutate=mutate)
+        with self.assertRaises(convert.ConvertError) as cm:
+            self.keras_convert(full)
+        for f in fragments:
+            self.assertIn(f, str(cm.exception))
+
+    def test_keras_branch_order_checked(self):
+        def swap(cfg):  # mixed0 = [branch_pool, 5x5, 3x3dbl, 1x1]
+            node = self.layer(cfg, "mixed0")["inbound_nodes"][0]
+            node[0], node[3] = node[3], node[0]
+        self.expect_keras_error(swap, "mixed0", "Mixed_5b", "branch order")
+
+    def test_keras_fork_order_checked(self):
+        def swap(cfg):  # mixed9_0 = [3x1, 1x3]
+            node = self.layer(cfg, "mixed9_0")["inbound_nodes"][0]
+            node[0], node[1] = node[1], node[0]
+        self.expect_keras_error(swap, "Mixed_7b.branch3x3_2a", "kernel_size")
+
+    def test_keras_pool_padding_checked(self):
+        def valid(cfg):
+            self.layer(cfg, "average_pooling2d_3")["config"]["padding"] = "valid"
+        self.expect_keras_error(valid, "average_pooling2d_3", "same")
+
+    def test_keras_conv_padding_checked(self):
+        def same(cfg):  # Conv2d_2a_3x3 is 3x3 'valid'
+            self.layer(cfg, "conv2d_2")["config"]["padding"] = "same"
+        self.expect_keras_error(same, "conv2d_2", "Conv2d_2a_3x3", "padding")
+
+    def test_keras_bn_epsilon_checked(self):
+        def eps(cfg):
+            self.layer(cfg, "batch_normalization_40")["config"]["epsilon"] = 1e-5
+        self.expect_keras_error(eps, "batch_normalization_40", "epsilon")
+
+    def test_keras_extra_head_layer_refused(self):
+        def extra(cfg):
+            layers = cfg["config"]["layers"]
+            layers.insert(-1, {"name": "dense_x", "class_name": "Dense", "inbound_nodes": [[["avg_pool", 0, 0, {}]]],
+                               "config": {"name": "dense_x", "units": 64, "activation": "relu", "use_bias": True}})
+            self.layer(cfg, "predictions")["inbound_nodes"] = [[["dense_x", 0, 0, {}]]]
+        self.expect_keras_error(extra, "GlobalAveragePooling2D")
+
+    def test_keras_options_checked(self):
+        _, full, _, _ = self.keras_files()
+        with self.assertRaises(convert.ConvertError) as cm:
+            self.keras_convert(full, transform_input=True)
+        self.assertIn("--transform-input", str(cm.exception))
+
+    def test_class_names(self):
+        p = self.path("c.txt")
+        with open(p, "w") as f:
+            f.write("n01440764 tench\nred fox\n  n02  odd\n\n")
+        self.assertEqual(convert.read_class_names(p, 3), ["tench", "red fox", "n02  odd"])
+        with self.assertRaises(convert.ConvertError):
+            convert.read_class_names(p, 4)
+        self.assertEqual(convert.read_class_names(convert.IMAGENET_CLASSES_FILE, 1000)[134], "crane")
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(TESTS_DATA, "inception_v3_keras_w8.safetensors")),
+                     "fixtures not made yet")
+class InceptionFixtures(unittest.TestCase):
+    """The committed reduced fixtures: names, metadata, and numpy_reference == the goldens."""
+
+    def check(self, variant, pool_rule_tolerance):
+        stem = f"inception_v3_{variant}_w8"
+        tensors, meta = safetensors_io.read(os.path.join(TESTS_DATA, stem + ".safetensors"))
+        self.assertEqual({k: v.shape for k, v in tensors.items()}, dict(inception.expected_shapes(8, 10)))
+        self.assertEqual((meta["arch"], meta["variant"], meta["width_divisor"]), ("inception_v3", variant, "8"))
+        self.assertEqual(json.loads(meta["classes"])[:2], ["tench", "goldfish"])
+        pre = json.loads(meta["preprocess"])
+        self.assertEqual((pre["height"], pre["width"]), (139, 139))
+        g = os.path.join(TESTS_DATA, "golden", stem)
+        x = np.load(g + "_inputs.npy")
+        logits = np.load(g + "_logits.npy")
+        self.assertEqual((x.shape, x.dtype, logits.shape), ((2, 3, 139, 139), np.float32, (2, 10)))
+        got, taps = numpy_reference.forward_inception_v3(tensors, meta, x, taps=("mixed0", "mixed10"))
+        rel = np.linalg.norm(got - logits, axis=1) / np.linalg.norm(logits, axis=1)
+        self.assertLess(rel.max(), 1e-4)
+        for k, shape in (("mixed0", (1, 32, 15, 15)), ("mixed10", (1, 256, 3, 3))):
+            want = np.load(f"{g}_{k}.npy")
+            self.assertEqual(want.shape, shape)
+            self.assertLess(np.linalg.norm(taps[k][:1] - want) / np.linalg.norm(want), 1e-4)
+        wrong = numpy_reference.forward_inception_v3(tensors, meta, x, count_include_pad=variant != "torchvision")
+        self.assertGreater((np.linalg.norm(wrong - logits, axis=1) / np.linalg.norm(logits, axis=1)).max(),
+                           pool_rule_tolerance)
+
+    def test_torchvision_fixture(self):
+        self.check("torchvision", 0.1)
+
+    def test_keras_fixture(self):
+        self.check("keras", 0.1)
