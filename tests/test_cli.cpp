@@ -242,6 +242,12 @@ TEST(Cli, CorruptModelFiles) {
                       f.metadata["arch"] = "resnet1202";
                     }) + data),
                "unknown architecture 'resnet1202'");
+  // An InceptionV3 file whose class list does not fit its classifier.
+  SafetensorsFile inception = read_safetensors(kRepo + "/tests/data/inception_v3_keras_w8.safetensors");
+  inception.metadata["classes"] = "[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\"]";
+  const fs::path head = scratch("head.safetensors");
+  write_safetensors(head.string(), inception);
+  expect_error(veto("info --model " + head.string()), "tensor 'fc.weight' has shape (10,256), expected (11,256)");
   const fs::path cut = scratch("cut.safetensors");
   std::ofstream(cut, std::ios::binary) << slurp(kResnet20).substr(0, 5000);
   expect_error(veto("eval --model " + cut.string() + data), cut.string());
