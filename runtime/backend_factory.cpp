@@ -1,16 +1,8 @@
 // The one place that knows which backends this build has.
-#include <omp.h>
-
 #include "runtime/backends.h"
 #include "runtime/error.h"
-#include "runtime/host_backend.h"
 
 namespace veto {
-
-void HostBackend::set_threads(int threads) {
-  VETO_CHECK(threads >= 0, "thread count must be >= 0, got ", threads);
-  omp_set_num_threads(threads > 0 ? threads : omp_get_num_procs());
-}
 
 std::unique_ptr<Backend> make_backend(const std::string& kind) {
   if (kind == "cpu") return make_cpu_backend();
