@@ -210,6 +210,16 @@ TEST(Image, SixteenBitPngProgressiveAndCmykJpeg) {
   expect_rgb_near(load_image(dir + "progressive.jpg"), read_npy(dir + "progressive_pillow_rgb.npy"), 3,
                   "progressive JPEG");
   expect_rgb_near(load_image(dir + "cmyk.jpg"), read_npy(dir + "cmyk_pillow_rgb.npy"), 3, "CMYK JPEG");
+  // A truncated JPEG and one with a zero height in its frame header.
+  const std::string out = test_folder();
+  std::string jpeg = slurp(dir + "progressive.jpg");
+  spit(out + "/cut.jpg", jpeg.substr(0, 400));
+  EXPECT_EQ(error_of([&] { load_image(out + "/cut.jpg"); }), out + "/cut.jpg: cannot decode image: expected marker");
+  const size_t sof = jpeg.find("\xff\xc2");
+  ASSERT_NE(sof, std::string::npos);
+  jpeg.replace(sof + 5, 4, std::string(4, '\0'));
+  spit(out + "/zero.jpg", jpeg);
+  EXPECT_NE(error_of([&] { load_image(out + "/zero.jpg"); }).find("zero.jpg: "), std::string::npos);
 }
 
 TEST(Image, HugeDimensionsAreRefusedBeforeDecoding) {
