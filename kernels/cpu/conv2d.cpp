@@ -2,8 +2,9 @@
 // a study on ResNet-20 CIFAR shapes, 2 threads): with plain NCHW memory descriptors oneDNN
 // picks "x64:gemm:jit" (im2col + sgemm, 11-76 GFLOP/s); with format_tag::any it picks its
 // direct "jit:avx2" kernels on nChw8c (75-146 GFLOP/s). Reordering NCHW -> nChw8c -> NCHW
-// around every call adds 15-30% to the network's convolution time, yet NCHW in/out through
-// the blocked primitive is still about 3x faster than the plain-NCHW primitive.
+// around every call adds 15-30% to the network's convolution time (5-15% once the batch
+// is cut into cache-sized chunks, below), yet NCHW in/out through the blocked primitive is
+// still about 3x faster than the plain-NCHW primitive.
 #include "kernels/cpu/conv2d.h"
 
 #include <algorithm>
