@@ -100,5 +100,21 @@ TEST(Cifar, RejectsBadLabelByte) {
   EXPECT_EQ(read_cifar(dir + "/bad.bin", 2).count, 2);
 }
 
+TEST(Cifar, ParsesBytesLikeTheFileReader) {
+  const std::string raw = slurp(kBundled).substr(0, 3 * 3073);
+  const ImageSet set = parse_cifar(raw, "mem.bin", 2);
+  EXPECT_EQ(set.count, 2);
+  EXPECT_EQ(set.labels, (std::vector<int>{3, 8}));
+  EXPECT_EQ(set.names[1], "mem.bin#1");
+  EXPECT_EQ(set.pixels, read_cifar(kBundled, 2).pixels);
+  try {
+    parse_cifar(raw.substr(1), "mem.bin");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "mem.bin: truncated CIFAR-10 file: 9218 bytes is not a multiple of the 3073-byte record");
+  }
+}
+
 }  // namespace
 }  // namespace veto

@@ -20,5 +20,8 @@ struct ImageSet {
 // is not a whole number of records ("truncated"), and label bytes above 9 (naming the
 // record) are errors naming the file.
 ImageSet read_cifar(const std::string& path, int64_t limit = -1);
+// Parses an in-memory CIFAR-10 file the same way; `source` names it in error messages and
+// in the image names (tests, fuzzing).
+ImageSet parse_cifar(const std::string& bytes, const std::string& source, int64_t limit = -1);
 
 }  // namespace veto
