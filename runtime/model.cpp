@@ -127,50 +127,53 @@ std::vector<std::string> bundled_model_names() {
   return names;
 }
 
-Model load_model(const std::string& path_or_name) {
-  const std::string path = resolve_model_path(path_or_name);
-  SafetensorsFile file = read_safetensors(path);
+Model parse_model(const SafetensorsFile& file, const std::string& source) {
   Model m;
-  m.source = path;
+  m.source = source;
   m.metadata = file.metadata;
-  const std::string& format = required(file.metadata, "format", path);
-  VETO_CHECK(format == kFormat, path, ": unsupported model format '", format, "' (expected ", kFormat, ")");
-  m.arch = required(file.metadata, "arch", path);
-  m.preprocess = parse_preprocess(required(file.metadata, "preprocess", path), path);
-  const nlohmann::json classes = parse_json(required(file.metadata, "classes", path), "classes", path);
-  VETO_CHECK(classes.is_array(), path, ": metadata 'classes' must be a JSON array of names");
+  const std::string& format = required(file.metadata, "format", source);
+  VETO_CHECK(format == kFormat, source, ": unsupported model format '", format, "' (expected ", kFormat, ")");
+  m.arch = required(file.metadata, "arch", source);
+  m.preprocess = parse_preprocess(required(file.metadata, "preprocess", source), source);
+  const nlohmann::json classes = parse_json(required(file.metadata, "classes", source), "classes", source);
+  VETO_CHECK(classes.is_array(), source, ": metadata 'classes' must be a JSON array of names");
   for (const auto& c : classes) {
-    VETO_CHECK(c.is_string(), path, ": metadata 'classes' must be a JSON array of names");
+    VETO_CHECK(c.is_string(), source, ": metadata 'classes' must be a JSON array of names");
     m.classes.push_back(c.get<std::string>());
   }
   try {
     m.graph = build_graph(ArchSpec{m.arch, file.metadata, m.preprocess.height, m.preprocess.width,
                                    static_cast<int64_t>(m.classes.size())});
   } catch (const Error& e) {
-    fail(path, ": ", e.what());
+    fail(source, ": ", e.what());
   }
   const int64_t outputs = m.graph.node(m.graph.output()).shape.numel();
-  VETO_CHECK(static_cast<int64_t>(m.classes.size()) == outputs, path, ": the class list has ", m.classes.size(),
+  VETO_CHECK(static_cast<int64_t>(m.classes.size()) == outputs, source, ": the class list has ", m.classes.size(),
              " names but the model's head has ", outputs, " outputs");
 
   m.params = ParamArena(m.graph.param_specs());
   for (const ParamArena::View& v : m.params.views()) {
     const SafeTensor* t = file.find(v.name);
-    VETO_CHECK(t, path, ": missing tensor '", v.name, "' (", m.arch, " needs shape ", v.shape.str(), ")");
-    VETO_CHECK(t->dtype == "F32", path, ": tensor '", v.name, "' has dtype ", t->dtype, ", expected F32");
-    VETO_CHECK(t->shape == v.shape, path, ": tensor '", v.name, "' has shape ", t->shape.str(), ", expected ",
+    VETO_CHECK(t, source, ": missing tensor '", v.name, "' (", m.arch, " needs shape ", v.shape.str(), ")");
+    VETO_CHECK(t->dtype == "F32", source, ": tensor '", v.name, "' has dtype ", t->dtype, ", expected F32");
+    VETO_CHECK(t->shape == v.shape, source, ": tensor '", v.name, "' has shape ", t->shape.str(), ", expected ",
                v.shape.str());
     const Tensor values = t->to_float();
     float* dst = m.params.get(v.name);
     for (int64_t i = 0; i < values.numel(); ++i) {
-      VETO_CHECK(std::isfinite(values[i]), path, ": tensor '", v.name, "' has a non-finite value (", values[i],
+      VETO_CHECK(std::isfinite(values[i]), source, ": tensor '", v.name, "' has a non-finite value (", values[i],
                  ") at flat index ", i);
       dst[i] = values[i];
     }
   }
   for (const SafeTensor& t : file.tensors)
-    VETO_CHECK(m.params.contains(t.name), path, ": unexpected tensor '", t.name, "' for arch ", m.arch);
+    VETO_CHECK(m.params.contains(t.name), source, ": unexpected tensor '", t.name, "' for arch ", m.arch);
   return m;
+}
+
+Model load_model(const std::string& path_or_name) {
+  const std::string path = resolve_model_path(path_or_name);
+  return parse_model(read_safetensors(path), path);
 }
 
 void save_model(const Model& model, const std::string& path) {

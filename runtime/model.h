@@ -12,6 +12,8 @@
 
 namespace veto {
 
+struct SafetensorsFile;
+
 struct Model {
   std::string arch;
   std::string source;  // the file it was loaded from
@@ -24,6 +26,9 @@ struct Model {
 
 // Loads a model file (a path) or a bundled model (a name such as "resnet20").
 Model load_model(const std::string& path_or_name);
+// The strict validation load_model does, on an already parsed file; `source` names it in
+// error messages and becomes Model::source (tests, fuzzing).
+Model parse_model(const SafetensorsFile& file, const std::string& source);
 
 // Writes `model` as a veto model file (safetensors), atomically.
 void save_model(const Model& model, const std::string& path);

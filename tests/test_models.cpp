@@ -2,6 +2,7 @@
 // logits dumped by PyTorch / Keras (weights_tools/golden_cifar.py, make_keras_fixture.py).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -155,6 +156,25 @@ TEST(KerasResnet20v1, MatchesTensorFlowOnRandomWeights) {
   oracle.forward(x.data());
   expect_rows_close(fast.logits(), golden, 1e-4, "keras_resnet20v1 CPU vs TensorFlow");
   expect_rows_close(oracle.logits(), golden, 1e-4, "keras_resnet20v1 reference vs TensorFlow");
+}
+
+// load_model = find the file + read_safetensors + parse_model; the last runs in memory.
+TEST(ModelFile, ParseModelValidatesAnInMemoryFile) {
+  const Model loaded = load_model(kResnet20);
+  SafetensorsFile file = read_safetensors(kResnet20);
+  const Model parsed = parse_model(file, "mem.safetensors");
+  EXPECT_EQ(parsed.source, "mem.safetensors");
+  EXPECT_EQ(parsed.arch, loaded.arch);
+  EXPECT_EQ(parsed.classes, loaded.classes);
+  ASSERT_EQ(parsed.params.size(), loaded.params.size());
+  EXPECT_TRUE(std::equal(parsed.params.data(), parsed.params.data() + parsed.params.size(), loaded.params.data()));
+  file.tensors.pop_back();
+  try {
+    parse_model(file, "mem.safetensors");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("mem.safetensors: missing tensor '", 0), 0u) << e.what();
+  }
 }
 
 }  // namespace
