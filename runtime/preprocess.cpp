@@ -14,9 +14,6 @@ namespace veto {
 namespace {
 
 constexpr int64_t kMaxSide = 32768;
-// Pillow's decompression-bomb limit (2 * MAX_IMAGE_PIXELS): a 32768 x 32768 header would
-// otherwise make us allocate 3 GB on the say-so of a few bytes.
-constexpr int64_t kMaxPixels = 2 * 89'478'485;
 // stb_image takes the buffer length as int.
 constexpr size_t kMaxImageFileBytes = size_t{1} << 30;
 
@@ -248,7 +245,8 @@ std::string jpeg_huffman_table_problem(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-Image decode_image(const std::string& bytes, const std::string& source) {
+Image decode_image(const std::string& bytes, const std::string& source, int64_t max_pixels) {
+  max_pixels = std::min(max_pixels, kMaxImagePixels);
   if (bytes.size() > static_cast<size_t>(INT_MAX)) fail(source, ": image file too large (", bytes.size(), " bytes)");
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int length = static_cast<int>(bytes.size());
@@ -260,8 +258,8 @@ Image decode_image(const std::string& bytes, const std::string& source) {
     fail(source, ": cannot decode image: ", stb_reason());
   if (width <= 0 || height <= 0 || width > kMaxSide || height > kMaxSide)
     fail(source, ": image is ", width, "x", height, " pixels; at most ", kMaxSide, " per side is supported");
-  if (static_cast<int64_t>(width) * height > kMaxPixels)
-    fail(source, ": image is ", width, "x", height, " pixels, more than the ", kMaxPixels, "-pixel limit");
+  if (static_cast<int64_t>(width) * height > max_pixels)
+    fail(source, ": image is ", width, "x", height, " pixels, more than the ", max_pixels, "-pixel limit");
 
   int w = 0, h = 0;
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, length, &w, &h, &components, 3),

@@ -24,6 +24,11 @@ struct Preprocess {
   std::vector<float> std{1.0f, 1.0f, 1.0f};
 };
 
+// The most pixels a decoded image may have: Pillow's decompression-bomb limit (2 *
+// MAX_IMAGE_PIXELS). A 32768 x 32768 header would otherwise make us allocate 3 GB on the
+// say-so of a few bytes.
+constexpr int64_t kMaxImagePixels = 2 * 89'478'485;
+
 // An 8-bit RGB image as decoded from a file.
 struct Image {
   int64_t width = 0, height = 0;
@@ -38,8 +43,10 @@ struct Image {
 // "<path>: cannot decode image: <reason>", or the dimensions when a side exceeds 32768
 // pixels or the image exceeds Pillow's decompression-bomb limit (checked before decoding).
 Image load_image(const std::string& path);
-// Same, from bytes in memory; `source` names them in error messages.
-Image decode_image(const std::string& bytes, const std::string& source);
+// Same, from bytes in memory; `source` names them in error messages. `max_pixels` can lower
+// the pixel limit (never raise it) for callers that bound memory and time more tightly,
+// such as the fuzzer (a truncated JPEG header may claim the full limit).
+Image decode_image(const std::string& bytes, const std::string& source, int64_t max_pixels = kMaxImagePixels);
 
 // Resizes like Pillow's Image.resize(size, NEAREST or BILINEAR) on an RGB image, so
 // torchvision/Keras preprocessing built on Pillow is reproduced pixel for pixel (pass

@@ -235,6 +235,23 @@ TEST(Image, HugeDimensionsAreRefusedBeforeDecoding) {
             "huge.png: image is 40000x10 pixels; at most 32768 per side is supported");
 }
 
+// decode_image's pixel limit (Pillow's decompression-bomb limit) can be lowered, never raised;
+// fuzz_image lowers it to skip huge truncated JPEGs that would only be slow to decode.
+TEST(Image, PixelLimitCanBeLoweredNotRaised) {
+  auto png_header = [](uint32_t width, uint32_t height) {
+    std::string png("\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", 16);
+    for (uint32_t v : {width, height})
+      for (int shift = 24; shift >= 0; shift -= 8) png += static_cast<char>((v >> shift) & 0xff);
+    return png + std::string("\x08\x02\x00\x00\x00\x00\x00\x00\x00", 9);
+  };
+  EXPECT_EQ(error_of([&] { decode_image(png_header(20000, 10000), "big.png"); }),
+            "big.png: image is 20000x10000 pixels, more than the 178956970-pixel limit");
+  EXPECT_EQ(error_of([&] { decode_image(png_header(20000, 10000), "big.png", int64_t{1} << 40); }),
+            "big.png: image is 20000x10000 pixels, more than the 178956970-pixel limit");
+  EXPECT_EQ(error_of([&] { decode_image(png_header(2000, 1000), "big.png", 1000000); }),
+            "big.png: image is 2000x1000 pixels, more than the 1000000-pixel limit");
+}
+
 // ---- resizing -----------------------------------------------------------------------------
 
 TEST(Resize, BilinearTwoTimesDownscaleByHand) {
