@@ -25,6 +25,8 @@ struct PlanOptions {
 
 class Plan {
  public:
+  // The model and the backend must outlive the plan (it reads the model's parameters again
+  // in refresh_parameters()).
   Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions options = {});
   ~Plan();
   Plan(const Plan&) = delete;
