@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of tests/fuzz/corpus/<target>/ (small valid and broken inputs).
+
+Run from the repository root with Debian's python3 (numpy and Pillow):
+    /usr/bin/python3 tests/fuzz/make_seeds.py
+Only the seeds are made here; regression inputs (files named regress-*) are crash inputs
+that fuzzing found, added by hand with their fix, and are left untouched.
+"""
+import io
+import json
+import os
+import struct
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def put(target, name, data):
+    folder = os.path.join(ROOT, target)
+    os.makedirs(folder, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    assert len(data) <= 10_000, (target, name, len(data))
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(data)
+
+
+# ---- safetensors --------------------------------------------------------------------------
+def safetensors(tensors, metadata=None, pad=True):
+    """tensors: list of (name, dtype, shape, raw bytes), laid out in order."""
+    header, offset, buffer = {}, 0, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, raw in tensors:
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+        buffer += raw
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if pad:
+        text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + buffer
+
+
+def raw(header_text, buffer=b"", length=None):
+    header_text = header_text.encode()
+    return struct.pack("<Q", len(header_text) if length is None else length) + header_text + buffer
+
+
+f32 = lambda a: np.asarray(a, "<f4").tobytes()
+i64 = lambda a: np.asarray(a, "<i8").tobytes()
+
+put("safetensors", "valid-mixed", safetensors(
+    [("conv.weight", "F32", (2, 3), f32([0.5, -1, 2, 3.25, -0.0, 1e-30])),
+     ("bn.num_batches", "I64", (4,), i64([-1, 0, 7, 1 << 40])),
+     ("scalar", "F32", (), f32([42])),
+     ("ids", "I32", (2,), np.asarray([-7, 9], "<i4").tobytes()),
+     ("half", "F16", (3,), np.asarray([1, 2, 3], "<f2").tobytes()),
+     ("empty", "F32", (0, 5), b"")],
+    {"format": "pt", "model": "resnet20"}))
+put("safetensors", "valid-empty", safetensors([]))
+put("safetensors", "valid-unpadded", safetensors([("x", "U8", (3,), b"abc")], pad=False))
+put("safetensors", "bad-truncated", safetensors([("x", "F32", (4,), f32([1, 2, 3, 4]))])[:-3])
+put("safetensors", "bad-overlap", raw('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+                                      '"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', f32([1])))
+put("safetensors", "bad-dtype", raw('{"a":{"dtype":"F31","shape":[1],"data_offsets":[0,4]}}', f32([1])))
+put("safetensors", "bad-duplicate", raw('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+                                        '"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', f32([1])))
+put("safetensors", "bad-header-length", raw("{}", length=1 << 40))
+put("safetensors", "bad-shape", raw('{"a":{"dtype":"F32","shape":[-1,2.5,1e30],"data_offsets":[0,4]}}', f32([1])))
+put("safetensors", "bad-metadata", raw('{"__metadata__":{"k":1}}'))
+
+# ---- model (safetensors + veto metadata) ---------------------------------------------------
+CIFAR_PRE = {"channels": 3, "height": 32, "width": 32, "resize": "none", "interpolation": "bilinear",
+             "resize_shorter": 0, "divisor": 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def model_meta(arch, pre=CIFAR_PRE, classes=CIFAR_CLASSES, **options):
+    meta = {"format": "veto-model/1", "arch": arch, "preprocess": json.dumps(pre), "classes": json.dumps(classes)}
+    meta.update(options)
+    return meta
+
+
+rng = np.random.default_rng(0)
+# The first tensors resnet20 needs (a whole model is ~1 MB): the loader checks them in order.
+resnet_head = [("bn1.bias", "F32", (16,), f32(rng.normal(size=16))),
+               ("bn1.running_mean", "F32", (16,), f32(rng.normal(size=16))),
+               ("bn1.running_var", "F32", (16,), f32(rng.uniform(0.5, 2, size=16))),
+               ("bn1.weight", "F32", (16,), f32(rng.normal(size=16))),
+               ("conv1.weight", "F32", (16, 3, 3, 3), f32(rng.normal(size=(16, 3, 3, 3))))]
+put("model", "resnet20-head", safetensors(resnet_head, model_meta("resnet20")))
+nan_head = list(resnet_head)
+nan_head[4] = ("conv1.weight", "F32", (16, 3, 3, 3), f32(np.full((16, 3, 3, 3), np.nan)))
+put("model", "resnet20-nan", safetensors(nan_head, model_meta("resnet20")))
+put("model", "resnet20-wrong-shape", safetensors([("bn1.bias", "F32", (4, 4), f32(np.ones(16)))],
+                                                 model_meta("resnet20")))
+put("model", "keras20-no-tensors", safetensors([], model_meta("keras_resnet20v1")))
+inception_pre = dict(CIFAR_PRE, height=139, width=139, resize="shorter_crop", resize_shorter=159)
+put("model", "inception-w8", safetensors(
+    [("Conv2d_1a_3x3.conv.weight", "F32", (4, 3, 3, 3), f32(np.zeros((4, 3, 3, 3))))],
+    model_meta("inception_v3", inception_pre, CIFAR_CLASSES, variant="torchvision", width_divisor="8",
+               transform_input="true")))
+put("model", "inception-keras", safetensors([], model_meta("inception_v3", dict(inception_pre, width=75, height=75),
+                                                           ["a", "b", "c"], variant="keras", width_divisor="4")))
+put("model", "bad-format", safetensors([], {"format": "veto-model/2", "arch": "resnet20"}))
+put("model", "bad-preprocess", safetensors([], model_meta("resnet20", dict(CIFAR_PRE, height=-1, divisor=0))))
+put("model", "bad-classes", safetensors([], dict(model_meta("resnet20"), classes='{"a":1}')))
+put("model", "bad-arch", safetensors([], model_meta("resnet1202")))
+
+# ---- npy -------------------------------------------------------------------------------
+def npy(array, version=(1, 0)):
+    out = io.BytesIO()
+    if version == (1, 0):
+        np.save(out, array)
+        return out.getvalue()
+    np.lib.format.write_array(out, array, version=version)
+    return out.getvalue()
+
+
+put("npy", "valid-f4", npy(np.arange(6, dtype="<f4").reshape(2, 3)))
+put("npy", "valid-f8", npy(np.array([1.5, -2, 1e300], dtype="<f8")))
+put("npy", "valid-scalar", npy(np.float32(7)))
+put("npy", "valid-empty", npy(np.zeros((0, 4), "<f4")))
+put("npy", "valid-v2", npy(np.ones((1, 3, 2, 2), "<f4"), (2, 0)))
+put("npy", "valid-v3", npy(np.ones((2,), "<f4"), (3, 0)))
+put("npy", "valid-fortran-1d", npy(np.asfortranarray(np.ones(3, "<f4"))))
+put("npy", "valid-old-style", b"\x93NUMPY\x01\x00\x46\x00" +
+    b"{'descr': '<f4', 'fortran_order': False, 'shape': (2L, 1L), }".ljust(69) + b"\n" + f32([1, 2]))
+put("npy", "bad-magic", b"\x93NUMPX\x01\x00" + npy(np.ones(2, "<f4"))[8:])
+put("npy", "bad-truncated", npy(np.ones((4, 4), "<f4"))[:-5])
+put("npy", "bad-dtype", npy(np.ones(3, "<i4")))
+put("npy", "bad-fortran", npy(np.asfortranarray(np.ones((2, 3), "<f4"))))
+put("npy", "bad-header", b"\x93NUMPY\x01\x00\x10\x00{'descr': <f4}  \n")
+
+# ---- CIFAR-10 --------------------------------------------------------------------------
+records = open(os.path.join(os.path.dirname(ROOT), "..", "..", "data", "cifar10_test_0-999.bin"), "rb").read(2 * 3073)
+put("cifar", "valid-2-records", records)
+put("cifar", "valid-1-record", records[:3073])
+put("cifar", "bad-label", b"\x0a" + records[1:3073])
+put("cifar", "bad-truncated", records[:3000])
+
+# ---- images ------------------------------------------------------------------------------
+def image(array, fmt, mode=None, **options):
+    out = io.BytesIO()
+    picture = Image.fromarray(array)
+    (picture.convert(mode) if mode else picture).save(out, fmt, **options)
+    return out.getvalue()
+
+
+rgb32 = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+put("image", "rgb-32x32.png", image(rgb32, "PNG"))
+put("image", "rgb-32x32.jpg", image(rgb32, "JPEG", quality=90))
+put("image", "rgb-17x9-progressive.jpg", image(rgb32[:9, :17], "JPEG", progressive=True, quality=75))
+put("image", "gray-11x7-420.jpg", image(rgb32[:7, :11, 0], "JPEG", quality=50))
+put("image", "rgb-5x3.bmp", image(rgb32[:3, :5], "BMP"))
+put("image", "palette-6x4.bmp", image(rgb32[:4, :6], "BMP", mode="P"))
+put("image", "gray-5x3.png", image(rgb32[:3, :5, 0], "PNG"))
+put("image", "rgba-4x4.png", image(rng.integers(0, 256, size=(4, 4, 4), dtype=np.uint8), "PNG"))
+put("image", "gray16-3x2.png", image(rng.integers(0, 65536, size=(2, 3), dtype=np.uint16), "PNG"))
+put("image", "palette-interlaced-8x8.png", image(rgb32[:8, :8], "PNG", mode="P", interlace=1))
+put("image", "rgb-1x1.png", image(rgb32[:1, :1], "PNG"))
+put("image", "rgb-400x2.png", image(np.zeros((2, 400, 3), np.uint8), "PNG"))
+put("image", "bad-truncated.png", image(rgb32, "PNG")[:200])
+jpeg = bytearray(image(rgb32, "JPEG"))
+dht = jpeg.find(b"\xff\xc4")
+jpeg[dht + 5:dht + 21] = bytes([255] * 16)  # > 256 Huffman symbols: screened before stb_image
+put("image", "bad-huffman.jpg", bytes(jpeg))
+put("image", "bad-text.png", b"this is not a PNG file at all")
+
+# ---- CLI arguments -------------------------------------------------------------------------
+for i, line in enumerate([
+        "--model resnet20 --data data/cifar10_test_0-999.bin --limit 10 --batch 32",
+        "--model=m.safetensors --input a.png b.jpg dir/ --format=json --quiet --backend reference",
+        "--input x.npy --threads 2 --alpha -0.25",
+        "--help",
+        "--limit -5 --batch 0 --threads abc",
+        "--alpha 1e400 --format xml --backend=tpu",
+        "--quiet=1",
+        "--model",
+        "--model --data",
+        "stray --model m",
+        "--model= --input=",
+        "--bogus 3",
+        "--model a --model b",
+        "--limit 9223372036854775808 --alpha nan",
+]):
+    put("args", "line-%02d" % i, line + "\n")
