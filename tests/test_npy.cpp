@@ -135,6 +135,20 @@ TEST(Npy, RejectsTruncatedFiles) {
                "truncated .npy data: shape (4294967296,4294967296,16) of '<f4' needs more than the 4 bytes present");
 }
 
+// Found in review for fuzz_npy, reproduced with it (corpus: regress-empty-shape-overflow):
+// an empty array whose other dimensions overflow int64 reached Shape::numel (signed
+// overflow, undefined).
+TEST(Npy, RejectsEmptyShapesWhoseOtherDimensionsOverflow) {
+  expect_error(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (9223372036854775807, 2, 0), }", ""),
+               ".npy shape (9223372036854775807,2,0) of '<f4' is too big (its size does not fit 64 bits)");
+  expect_error(npy_v1("{'descr': '<f8', 'fortran_order': False, 'shape': (0, 1152921504606846976), }", ""),
+               "is too big");
+  // Large but representable empty shapes stay valid, as in NumPy.
+  EXPECT_EQ(parse_npy(npy_v1("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1000000000000), }", ""), "e.npy")
+                .shape(),
+            (Shape{0, 1000000000000}));
+}
+
 TEST(Npy, RejectsFortranOrder) {
   expect_error(npy_v1("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", bytes_of(std::vector<float>(6))),
                "Fortran-order .npy arrays are not supported (shape (2,3))");

@@ -198,6 +198,18 @@ Tensor parse_npy(const std::string& bytes, const std::string& source) {
   const uint64_t data_size = bytes.size() - header_start - header_size;
   bool empty = false;
   for (int64_t d : shape.dims) empty = empty || d == 0;
+  if (empty) {
+    // An empty array holds no data, but its other dimensions must still multiply to a size
+    // that fits (NumPy refuses "array is too big" the same way): Shape::numel and stride
+    // computations multiply them in int64. (A non-empty one is bounded by the data below.)
+    uint64_t nonzero_bytes = item_size;
+    for (int64_t d : shape.dims) {
+      if (d == 0) continue;
+      if (nonzero_bytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / static_cast<uint64_t>(d))
+        fail(source, ": .npy shape ", shape.str(), " of '", dtype, "' is too big (its size does not fit 64 bits)");
+      nonzero_bytes *= static_cast<uint64_t>(d);
+    }
+  }
   uint64_t numel = empty ? 0 : 1;
   for (int64_t d : shape.dims) {
     if (empty) break;
