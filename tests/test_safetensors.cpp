@@ -208,6 +208,21 @@ TEST(Safetensors, RejectsBadShapes) {
       "tensor 'w': shape (4294967296,4294967296,16) of F32 needs more bytes than the 4-byte data buffer holds");
 }
 
+// Found in review for fuzz_safetensors, reproduced with it (corpus: regress-empty-shape-
+// overflow): an empty tensor whose other dimensions overflow int64 passed the reader, and
+// to_float() then overflowed in Shape::numel (signed overflow, undefined).
+TEST(Safetensors, RejectsEmptyShapesWhoseOtherDimensionsOverflow) {
+  expect_parse_error(
+      raw_file(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4,0],"data_offsets":[0,0]}})", ""),
+      "tensor 'w': shape (4611686018427387904,4,0) has more elements than fit in 64 bits");
+  expect_parse_error(raw_file(R"({"w":{"dtype":"U8","shape":[0,3037000500,3037000500],"data_offsets":[0,0]}})", ""),
+                     "has more elements than fit in 64 bits");
+  // Representable empty shapes are still fine.
+  const SafetensorsFile f =
+      parse_safetensors(raw_file(R"({"w":{"dtype":"F32","shape":[0,4294967296],"data_offsets":[0,0]}})", ""), "f");
+  EXPECT_EQ(f.get("w").to_float().numel(), 0);
+}
+
 TEST(Safetensors, RejectsShapeDtypeMismatch) {
   expect_parse_error(raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}})", "abcdefgh"),
                      "tensor 'w': data_offsets [0, 8] hold 8 bytes but shape (1) of F32 needs 4 bytes");

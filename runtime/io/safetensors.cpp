@@ -86,6 +86,17 @@ Entry parse_entry(const std::string& source, const std::string& name, const Json
            "-byte data buffer holds");
     numel *= static_cast<uint64_t>(d);
   }
+  if (empty) {
+    // An empty tensor needs no bytes, but its other dimensions must still multiply to a
+    // count that fits int64, which Shape::numel and stride computations use.
+    uint64_t count = 1;
+    for (int64_t d : e.shape.dims) {
+      if (d == 0) continue;
+      if (count > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / static_cast<uint64_t>(d))
+        fail(where(), "shape ", e.shape.str(), " has more elements than fit in 64 bits");
+      count *= static_cast<uint64_t>(d);
+    }
+  }
 
   const auto offsets = info.find("data_offsets");
   if (offsets == info.end() || !offsets->is_array() || offsets->size() != 2 || !get_count((*offsets)[0], e.begin) ||
