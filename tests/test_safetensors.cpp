@@ -223,6 +223,24 @@ TEST(Safetensors, RejectsEmptyShapesWhoseOtherDimensionsOverflow) {
   EXPECT_EQ(f.get("w").to_float().numel(), 0);
 }
 
+// A header nested 100,000 levels deep (200 KB) overflowed the stack in nlohmann's recursive
+// dump() while the error message was built (corpus: regress-deep-nesting, 200 levels; the
+// crashing size is beyond the fuzzer's inputs). The reference reader (serde_json) stops at
+// 128 levels; so does veto.
+TEST(Safetensors, RejectsHeadersNestedDeeperThan128Levels) {
+  auto nested_shape = [](size_t levels) {
+    return raw_file(R"({"w":{"dtype":"F32","shape":)" + std::string(levels, '[') + std::string(levels, ']') +
+                        R"(,"data_offsets":[0,0]}})",
+                    "");
+  };
+  // Header, entry and 126 shape levels: 128 in all, still parsed (and refused as a shape).
+  expect_parse_error(nested_shape(126), "tensor 'w': shape must be a list of non-negative integers");
+  expect_parse_error(nested_shape(127), "invalid safetensors JSON header: nested deeper than 128 levels");
+  expect_parse_error(nested_shape(1'000'000), "invalid safetensors JSON header: nested deeper than 128 levels");
+  expect_parse_error(raw_file(R"({"__metadata__":{"k":)" + std::string(500'000, '[') + "}}", ""),
+                     "nested deeper than 128 levels");
+}
+
 TEST(Safetensors, RejectsShapeDtypeMismatch) {
   expect_parse_error(raw_file(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}})", "abcdefgh"),
                      "tensor 'w': data_offsets [0, 8] hold 8 bytes but shape (1) of F32 needs 4 bytes");

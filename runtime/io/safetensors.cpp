@@ -24,6 +24,10 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 // Whole-file bound for read_safetensors (the buffer is read into memory).
 constexpr size_t kMaxFileBytes = size_t{1} << 36;
 constexpr const char* kMetadataKey = "__metadata__";
+// A valid header nests 3 levels (header, tensor entry, shape). The reference reader parses
+// with serde_json, whose recursion limit is 128; the same bound keeps nlohmann's recursive
+// dump() (used in error messages) from overflowing the stack on "[[[[..." headers.
+constexpr int kMaxHeaderDepth = 128;
 
 using Json = nlohmann::json;
 
@@ -116,7 +120,11 @@ Json parse_header_json(const std::string& source, const char* begin, const char*
   std::vector<std::set<std::string>> open_objects;
   std::string duplicate;
   bool duplicate_is_tensor = false;
-  auto track_keys = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
+  auto track_keys = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    // `depth` counts the containers around the one starting.
+    if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
+        depth >= kMaxHeaderDepth)
+      fail(source, ": invalid safetensors JSON header: nested deeper than ", kMaxHeaderDepth, " levels");
     if (event == Json::parse_event_t::object_start) {
       open_objects.emplace_back();
     } else if (event == Json::parse_event_t::object_end) {
