@@ -74,16 +74,28 @@ nlohmann::json parse_json(const std::string& text, const std::string& what, cons
   }
 }
 
+// An integer field. nlohmann converts a JSON float to int64 with a plain cast, undefined
+// behaviour when the value is out of range (1e30), so such values are refused first.
+int64_t integer_field(const nlohmann::json& value, const char* key, const std::string& source) {
+  if (value.is_number_float()) {
+    const double v = value.get<double>();
+    VETO_CHECK(v >= -9.2e18 && v <= 9.2e18, source, ": metadata 'preprocess' is malformed: '", key,
+               "' is out of range");
+  }
+  return value.get<int64_t>();
+}
+
 Preprocess parse_preprocess(const std::string& text, const std::string& source) {
   const nlohmann::json j = parse_json(text, "preprocess", source);
   Preprocess p;
   try {
-    p.channels = j.at("channels").get<int64_t>();
-    p.height = j.at("height").get<int64_t>();
-    p.width = j.at("width").get<int64_t>();
+    p.channels = integer_field(j.at("channels"), "channels", source);
+    p.height = integer_field(j.at("height"), "height", source);
+    p.width = integer_field(j.at("width"), "width", source);
     p.resize = j.value("resize", std::string("none"));
     p.interpolation = j.value("interpolation", std::string("bilinear"));
-    p.resize_shorter = j.value("resize_shorter", int64_t{0});
+    p.resize_shorter = j.contains("resize_shorter") ? integer_field(j.at("resize_shorter"), "resize_shorter", source)
+                                                    : 0;
     p.divisor = j.at("divisor").get<float>();
     p.mean = j.at("mean").get<std::vector<float>>();
     p.std = j.at("std").get<std::vector<float>>();

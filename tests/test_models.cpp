@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "models/builders.h"
@@ -175,6 +177,39 @@ TEST(ModelFile, ParseModelValidatesAnInMemoryFile) {
   } catch (const Error& e) {
     EXPECT_EQ(std::string(e.what()).rfind("mem.safetensors: missing tensor '", 0), 0u) << e.what();
   }
+}
+
+std::string model_error(const SafetensorsFile& file) {
+  try {
+    parse_model(file, "m.safetensors");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+// Found in review for fuzz_model, reproduced with it (corpus: regress-preprocess-float-*):
+// nlohmann casts a JSON float to int64 unchecked, undefined for 1e30; such sizes are now
+// refused by name.
+TEST(ModelFile, OutOfRangePreprocessNumbersAreErrors) {
+  SafetensorsFile file = read_safetensors(kResnet20);
+  const std::string good = file.metadata["preprocess"];
+  auto with = [&](const std::string& from, const std::string& to) {
+    SafetensorsFile f = file;
+    std::string& text = f.metadata["preprocess"];
+    const size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    text.replace(at, from.size(), to);
+    return f;
+  };
+  EXPECT_EQ(model_error(with("\"height\":32", "\"height\":1e30")),
+            "m.safetensors: metadata 'preprocess' is malformed: 'height' is out of range");
+  EXPECT_EQ(model_error(with("\"resize_shorter\":0", "\"resize_shorter\":-1e300")),
+            "m.safetensors: metadata 'preprocess' is malformed: 'resize_shorter' is out of range");
+  // Integral floats were accepted before and still are.
+  EXPECT_EQ(parse_model(with("\"height\":32", "\"height\":32.0"), "m").preprocess.height, 32);
+  EXPECT_NE(model_error(with("\"width\":32", "\"width\":\"32\"")).find("'preprocess' is malformed: [json"),
+            std::string::npos);
 }
 
 }  // namespace
