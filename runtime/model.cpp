@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -163,20 +164,25 @@ Model parse_model(const SafetensorsFile& file, const std::string& source) {
   VETO_CHECK(static_cast<int64_t>(m.classes.size()) == outputs, source, ": the class list has ", m.classes.size(),
              " names but the model's head has ", outputs, " outputs");
 
-  m.params = ParamArena(m.graph.param_specs());
-  for (const ParamArena::View& v : m.params.views()) {
-    const SafeTensor* t = file.find(v.name);
-    VETO_CHECK(t, source, ": missing tensor '", v.name, "' (", m.arch, " needs shape ", v.shape.str(), ")");
-    VETO_CHECK(t->dtype == "F32", source, ": tensor '", v.name, "' has dtype ", t->dtype, ", expected F32");
-    VETO_CHECK(t->shape == v.shape, source, ": tensor '", v.name, "' has shape ", t->shape.str(), ", expected ",
-               v.shape.str());
+  // Every tensor is checked before the parameter arena exists: the arena's size comes from
+  // the arch and the class count, so a small hostile file (inception_v3 with thousands of
+  // class names) would otherwise cost hundreds of MB before its first missing tensor.
+  const std::vector<ParamSpec> specs = m.graph.param_specs();
+  for (const ParamSpec& spec : specs) {
+    const SafeTensor* t = file.find(spec.name);
+    VETO_CHECK(t, source, ": missing tensor '", spec.name, "' (", m.arch, " needs shape ", spec.shape.str(), ")");
+    VETO_CHECK(t->dtype == "F32", source, ": tensor '", spec.name, "' has dtype ", t->dtype, ", expected F32");
+    VETO_CHECK(t->shape == spec.shape, source, ": tensor '", spec.name, "' has shape ", t->shape.str(), ", expected ",
+               spec.shape.str());
     const Tensor values = t->to_float();
-    float* dst = m.params.get(v.name);
-    for (int64_t i = 0; i < values.numel(); ++i) {
-      VETO_CHECK(std::isfinite(values[i]), source, ": tensor '", v.name, "' has a non-finite value (", values[i],
+    for (int64_t i = 0; i < values.numel(); ++i)
+      VETO_CHECK(std::isfinite(values[i]), source, ": tensor '", spec.name, "' has a non-finite value (", values[i],
                  ") at flat index ", i);
-      dst[i] = values[i];
-    }
+  }
+  m.params = ParamArena(specs);
+  for (const ParamArena::View& v : m.params.views()) {
+    const std::vector<uint8_t>& bytes = file.find(v.name)->bytes;  // checked above: F32 of this shape
+    if (!bytes.empty()) std::memcpy(m.params.get(v.name), bytes.data(), bytes.size());
   }
   for (const SafeTensor& t : file.tensors)
     VETO_CHECK(m.params.contains(t.name), source, ": unexpected tensor '", t.name, "' for arch ", m.arch);

@@ -212,5 +212,25 @@ TEST(ModelFile, OutOfRangePreprocessNumbersAreErrors) {
             std::string::npos);
 }
 
+// The tensors are checked before the parameter arena is allocated (a few-KB inception_v3
+// header with thousands of class names used to cost ~100 MB first), in the same order and
+// with the same messages as before.
+TEST(ModelFile, TensorsAreCheckedInOrderBeforeTheArenaExists) {
+  SafetensorsFile file = read_safetensors(kResnet20);
+  const float nan = std::nanf("");
+  for (SafeTensor& t : file.tensors)
+    if (t.name == "conv1.weight") std::memcpy(t.bytes.data() + 4 * 5, &nan, 4);
+  file.tensors.pop_back();  // a later tensor is missing too; the earlier problem is reported
+  EXPECT_EQ(model_error(file), "m.safetensors: tensor 'conv1.weight' has a non-finite value (nan) at flat index 5");
+
+  SafetensorsFile inception;
+  inception.metadata = {{"format", "veto-model/1"},
+                        {"arch", "inception_v3"},
+                        {"preprocess", R"({"channels":3,"height":299,"width":299,"divisor":255.0,)"
+                                       R"("mean":[0,0,0],"std":[1,1,1]})"},
+                        {"classes", nlohmann::json(std::vector<std::string>(5000, "x")).dump()}};
+  EXPECT_EQ(model_error(inception).rfind("m.safetensors: missing tensor '", 0), 0u) << model_error(inception);
+}
+
 }  // namespace
 }  // namespace veto
