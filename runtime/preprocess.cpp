@@ -335,6 +335,9 @@ Tensor preprocess_image(const Image& image, const Preprocess& pre) {
     sized = resize_image(image, pre.width, pre.height, pre.interpolation);
   } else if (pre.resize == "shorter_crop") {
     VETO_CHECK(pre.resize_shorter > 0, label(image), ": preprocess resize \"shorter_crop\" needs resize_shorter > 0");
+    // Also bounds resize_shorter * longer below (a model file's value: it would overflow).
+    VETO_CHECK(pre.resize_shorter <= kMaxSide, label(image), ": preprocess resize_shorter ", pre.resize_shorter,
+               " exceeds the ", kMaxSide, "-pixel limit");
     // torchvision Resize(int): the shorter side becomes resize_shorter and the longer one
     // int(resize_shorter * long / short), computed in double and truncated like Python.
     const bool portrait = image.width <= image.height;

@@ -436,5 +436,20 @@ TEST(Preprocess, StretchAndShorterCropSizes) {
             std::string::npos);
 }
 
+// Found in review while writing fuzz_image (its presets are fixed, so it cannot reach
+// this): resize_shorter comes from the model file and resize_shorter * longer overflowed
+// int64 (undefined) before the resize size check could refuse it.
+TEST(Preprocess, HugeResizeShorterIsAnErrorNotAnOverflow) {
+  Preprocess pre;
+  pre.height = pre.width = 28;
+  pre.resize = "shorter_crop";
+  pre.resize_shorter = int64_t{1} << 62;
+  EXPECT_EQ(error_of([&] { preprocess_image(pattern(40, 30), pre); }),
+            "image: preprocess resize_shorter 4611686018427387904 exceeds the 32768-pixel limit");
+  pre.resize_shorter = 32769;
+  EXPECT_NE(error_of([&] { preprocess_image(pattern(40, 30), pre); }).find("exceeds the 32768-pixel limit"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace veto
