@@ -84,6 +84,29 @@ TEST(Image, PngRoundTripIsExact) {
   EXPECT_EQ(back.rgb, src.rgb);
 }
 
+// Found by fuzz_image (corpus: regress-png-empty-first-idat): an empty first IDAT chunk
+// (valid PNG, Pillow reads it) made stb_image call memcpy(NULL, ..., 0), undefined
+// behaviour; stb_impl.cpp routes stb's memcpy through a wrapper that skips empty copies.
+TEST(Image, PngWithAnEmptyFirstIdatChunk) {
+  const Image src = pattern(5, 3);
+  std::string png;
+  ASSERT_NE(stbi_write_png_to_func(
+                [](void* out, void* data, int size) {
+                  static_cast<std::string*>(out)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+                },
+                &png, 5, 3, 3, src.rgb.data(), 5 * 3),
+            0);
+  // Signature (8) + IHDR chunk (25); then a zero-length IDAT with its CRC.
+  const std::string empty_idat("\x00\x00\x00\x00IDAT\x35\xaf\x06\x1e", 12);
+  ASSERT_EQ(png.compare(37, 4, "IDAT"), 0);
+  const Image back = decode_image(png.substr(0, 33) + empty_idat + png.substr(33), "e.png");
+  EXPECT_EQ(back.rgb, src.rgb);
+  // Only an empty IDAT: a clean error.
+  const std::string iend = png.substr(png.size() - 12);
+  EXPECT_EQ(error_of([&] { decode_image(png.substr(0, 33) + empty_idat + iend, "e.png"); }),
+            "e.png: cannot decode image: no IDAT");
+}
+
 TEST(Image, JpegDecodesCloseToLibjpeg) {
   // A 16x8 baseline JPEG (4:2:0 chroma, quality 95) written by Pillow 9.4 / libjpeg-turbo
   // from the gradient [16x, 30y, 200 - 8x]. It is embedded rather than written with

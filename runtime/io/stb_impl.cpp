@@ -5,11 +5,23 @@
 // open memory-safety reports, and TGA's weak signature check "decodes" arbitrary bytes
 // instead of reporting a corrupt file. (Debian's stb_image 2.27 also overflows on JPEG
 // Huffman tables with > 256 symbols; decode_image() screens for that before calling it.)
+#include <cstring>
+
+namespace {
+// stb_image 2.27 copies a PNG's first IDAT chunk with memcpy(idata, ..., 0) while idata is
+// still NULL when that chunk is empty (valid PNG; Pillow reads it). memcpy's pointers must be
+// valid even for 0 bytes, so that is undefined behaviour (UBSan: nonnull-attribute), and a
+// compiler may drop stb's later `idata == NULL` check. Its memcpy calls go through this.
+void* stbi_memcpy(void* to, const void* from, size_t n) { return n == 0 ? to : std::memcpy(to, from, n); }
+}  // namespace
+
 #define STBI_ONLY_PNG
 #define STBI_ONLY_JPEG
 #define STBI_ONLY_BMP
 #define STB_IMAGE_IMPLEMENTATION
+#define memcpy stbi_memcpy
 #include <stb_image.h>
+#undef memcpy
 
 // Writing is used by tests and tools to produce PNG/JPEG fixtures.
 #define STB_IMAGE_WRITE_IMPLEMENTATION
