@@ -46,6 +46,6 @@ for t in "${targets[@]}"; do
     echo "run_fuzz: fuzz_$t found a problem; the input is in $artifacts/" >&2
     exit 1
   }
-  grep -E '^#[0-9]+ +DONE' "$build/fuzz_$t.log" || tail -n 3 "$build/fuzz_$t.log"
+  grep -E '^#[0-9]+[[:space:]]+DONE' "$build/fuzz_$t.log" || tail -n 3 "$build/fuzz_$t.log"
 done
 echo "run_fuzz: no findings in ${#targets[@]} targets x ${seconds}s"
