@@ -5,6 +5,7 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -55,7 +56,10 @@ Prepared prepare(const Layer& l, int64_t batch, ConvFusion fusion, uint32_t seed
   const Shape out = infer_shape(OpParams(op), {in}, l.name);
   Prepared p;
   p.kernel = cpu::make_conv2d(op, in, fusion);
-  const auto w = random(op.out_channels * op.in_channels * 9, seed), b = random(op.out_channels, seed + 1);
+  // Weights scaled by 1/sqrt(fan-in) so chained layers keep activations of order one.
+  auto w = random(op.out_channels * op.in_channels * 9, seed);
+  for (float& v : w) v /= std::sqrt(static_cast<float>(op.in_channels * 9));
+  const auto b = random(op.out_channels, seed + 1);
   p.kernel->set_weights(w.data(), b.data());
   p.x = random(in.numel(), seed + 2);
   p.y.assign(static_cast<size_t>(out.numel()), 0.0f);
@@ -89,35 +93,48 @@ BENCHMARK(BM_Conv2dResnet20Layer)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// All 19 convolutions of ResNet-20 in network order with their epilogues: the stem and each
-// block's first conv end in ReLU, each block's second conv adds the shortcut, then ReLU.
+// All 19 convolutions of ResNet-20 in network order with their epilogues, chained as in the
+// network (each reads the previous output, so activations are as cache-warm as they would
+// be): the stem and each block's first conv end in ReLU, each block's second conv adds the
+// block input (a separate buffer where the shortcut changes shape), then ReLU. With
+// residual:0 every conv ends in ReLU only (what the residual fusion costs).
 void BM_Conv2dResnet20AllConvs(benchmark::State& state) {
   const int64_t batch = state.range(0);
   omp_set_num_threads(static_cast<int>(state.range(1)));
+  const bool fuse_residual = state.range(2) != 0;
   std::vector<Prepared> convs;
+  std::vector<const float*> residuals;
   ConvFusion relu, relu_residual;
   relu.relu = true;
-  relu_residual.relu = relu_residual.residual = true;
+  relu_residual.relu = true;
+  relu_residual.residual = fuse_residual;
   uint32_t seed = 10;
   convs.push_back(prepare(kLayers[0], batch, relu, seed++));
+  residuals.push_back(nullptr);
   for (int stage = 0; stage < 3; ++stage)
     for (int block = 0; block < 3; ++block) {
       // stage 0 uses layer 1 twice; stages 1-2 open with the stride-2 layer (2 or 4), then 3 or 5.
       const Layer& first = kLayers[stage == 0 ? 1 : (block == 0 ? 2 * stage : 2 * stage + 1)];
       const Layer& second = kLayers[stage == 0 ? 1 : 2 * stage + 1];
+      const size_t block_input = convs.size() - 1;
       convs.push_back(prepare(first, batch, relu, seed++));
+      residuals.push_back(nullptr);
       convs.push_back(prepare(second, batch, relu_residual, seed++));
+      const bool same_shape = convs[block_input].y.size() == convs.back().y.size();
+      residuals.push_back(!fuse_residual ? nullptr
+                          : same_shape ? convs[block_input].y.data()
+                                       : convs.back().residual.data());
     }
   double macs = 0;
   for (const auto& c : convs) macs += static_cast<double>(c.macs);
   for (auto _ : state)
-    for (auto& c : convs) c.kernel->forward(c.x.data(), c.y.data(), c.residual.empty() ? nullptr : c.residual.data());
+    for (size_t i = 0; i < convs.size(); ++i)
+      convs[i].kernel->forward(i == 0 ? convs[0].x.data() : convs[i - 1].y.data(), convs[i].y.data(), residuals[i]);
   set_counters(state, batch, macs);
 }
 BENCHMARK(BM_Conv2dResnet20AllConvs)
-    ->ArgNames({"batch", "threads"})
-    ->Args({32, 2})
-    ->Args({256, 2})
+    ->ArgNames({"batch", "threads", "residual"})
+    ->ArgsProduct({{32, 256}, {2}, {1, 0}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
