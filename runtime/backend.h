@@ -40,6 +40,11 @@ class Conv2dKernel {
   virtual void set_weights(const float* weight, const float* bias) = 0;
   // residual is null unless the kernel was made with ConvFusion::residual.
   virtual void forward(const float* x, float* y, const float* residual) = 0;
+  // Data gradient of the convolution alone (no epilogue: the executor applies the ReLU mask
+  // and routes the residual's gradient itself): dx = conv_transpose(dy, w) with the weights
+  // of the last set_weights. dy has the output's shape, dx the input's; with `accumulate`
+  // the result is added to dx instead of overwriting it.
+  virtual void backward_data(const float* dy, float* dx, bool accumulate) = 0;
 };
 
 class Backend {
@@ -53,6 +58,8 @@ class Backend {
   virtual std::unique_ptr<DeviceBuffer> allocate(size_t floats) = 0;
   virtual void upload(const float* host, float* device, size_t floats) = 0;
   virtual void download(const float* device, float* host, size_t floats) = 0;
+  // Device to device; the ranges must not overlap.
+  virtual void copy(const float* from, float* to, size_t floats) = 0;
   virtual void synchronize() = 0;
 
   // Forward kernels.
@@ -79,6 +86,50 @@ class Backend {
                               float* y) = 0;
   // y[:, c] = x[:, c] * op.scale[c] + op.shift[c]; the constants live in the op (host).
   virtual void channel_affine_forward(const ChannelAffineOp& op, const Shape& shape, const float* x, float* y) = 0;
+
+  // Data-gradient kernels (never weight gradients). Each gets the gradient dy at the op's
+  // output and writes the gradient at one input, dx; `accumulate` adds into dx instead of
+  // overwriting it (a tensor read by several nodes gets the sum of their gradients). Shapes
+  // are the forward input's. Where the gradient depends on the forward values the kernel
+  // also gets them (ReLU and softmax their output y, max pool its input x). dx never
+  // overlaps dy or the forward values.
+  virtual void batch_norm_backward_data(const BatchNormOp& op, const Shape& shape, const float* dy,
+                                        const float* weight, const float* var, float* dx, bool accumulate) = 0;
+  // dx = dy where y > 0, else 0 (the subgradient at 0 is 0, as in PyTorch).
+  virtual void relu_backward_data(int64_t count, const float* y, const float* dy, float* dx, bool accumulate) = 0;
+  // The gradient at either input of an add is dy itself.
+  virtual void add_backward_data(int64_t count, const float* dy, float* dx, bool accumulate) = 0;
+  virtual void zero_pad_shortcut_backward_data(const ZeroPadShortcutOp& op, const Shape& input, const float* dy,
+                                               float* dx, bool accumulate) = 0;
+  virtual void global_avg_pool_backward_data(const Shape& input, const float* dy, float* dx, bool accumulate) = 0;
+  virtual void avg_pool_backward_data(const AvgPoolOp& op, const Shape& input, const float* dy, float* dx,
+                                      bool accumulate) = 0;
+  // dx (batch, in_features) = dy (batch, out_features) * weight (out_features, in_features).
+  virtual void dense_backward_data(const DenseOp& op, int64_t batch, const float* dy, const float* weight,
+                                   float* dx, bool accumulate) = 0;
+  // dx = y * (dy - sum(dy * y)) per row.
+  virtual void softmax_backward_data(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx,
+                                     bool accumulate) = 0;
+  // The whole gradient of a window goes to its first maximum in row-major scan order (the
+  // cell the forward pass picks; PyTorch's rule).
+  virtual void max_pool_backward_data(const MaxPoolOp& op, const Shape& input, const float* x, const float* dy,
+                                      float* dx, bool accumulate) = 0;
+  // The gradient of one input of a concatenation: channels [channel_offset, channel_offset +
+  // part[1]) of dy, which has `total_channels` channels.
+  virtual void concat_backward_data(const Shape& part, int64_t channel_offset, int64_t total_channels,
+                                    const float* dy, float* dx, bool accumulate) = 0;
+  virtual void channel_affine_backward_data(const ChannelAffineOp& op, const Shape& shape, const float* dy,
+                                            float* dx, bool accumulate) = 0;
+
+  // Attribution kernels.
+  // y = baseline + alpha * (x - baseline) over `count` values (an integrated-gradients step,
+  // formed on the device so no host copy of every step exists).
+  virtual void interpolate(int64_t count, const float* baseline, const float* x, float alpha, float* y) = 0;
+  // One interval of layer conductance for one sample of a (channels, spatial) activation:
+  // v = grad * (upper - lower) elementwise; sums[c] += sum over the channel's spatial values
+  // of v, and map (when not null) += v.
+  virtual void conductance_accumulate(int64_t channels, int64_t spatial, const float* grad, const float* upper,
+                                      const float* lower, float* sums, float* map) = 0;
 };
 
 // "cpu" (fast kernels), "reference" (plain loops: the test oracle), "cuda", or "auto"

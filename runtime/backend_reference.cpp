@@ -7,6 +7,7 @@
 #include "kernels/reference/batch_norm.h"
 #include "kernels/reference/channel_affine.h"
 #include "kernels/reference/concat.h"
+#include "kernels/reference/conductance.h"
 #include "kernels/reference/conv2d.h"
 #include "kernels/reference/dense.h"
 #include "kernels/reference/global_avg_pool.h"
@@ -19,6 +20,16 @@
 
 namespace veto {
 namespace {
+
+// The reference kernels write their result; `accumulate` is applied here, from a scratch
+// copy, so the kernels stay the plain definitions the gradient checks test.
+template <class Kernel>
+void into(int64_t count, float* dx, bool accumulate, Kernel&& kernel) {
+  if (!accumulate) return kernel(dx);
+  std::vector<float> scratch(static_cast<size_t>(count));
+  kernel(scratch.data());
+  for (int64_t i = 0; i < count; ++i) dx[i] += scratch[static_cast<size_t>(i)];
+}
 
 class ReferenceConv2d : public Conv2dKernel {
  public:
@@ -37,6 +48,13 @@ class ReferenceConv2d : public Conv2dKernel {
     const int64_t n = output_.numel();
     if (fusion_.residual) reference::add_forward(n, y, residual, y);
     if (fusion_.relu) reference::relu_forward(n, y, y);
+  }
+
+  void backward_data(const float* dy, float* dx, bool accumulate) override {
+    into(input_.numel(), dx, accumulate, [&](float* out) {
+      reference::conv2d_backward_data(op_, input_[0], input_[2], input_[3], dy, weight_.data(), output_[2],
+                                      output_[3], out);
+    });
   }
 
  private:
@@ -90,6 +108,73 @@ class ReferenceBackend : public HostBackend {
   }
   void channel_affine_forward(const ChannelAffineOp& op, const Shape& s, const float* x, float* y) override {
     reference::channel_affine_forward(s[0], s[1], s[2] * s[3], x, op.scale.data(), op.shift.data(), y);
+  }
+
+  void batch_norm_backward_data(const BatchNormOp& op, const Shape& s, const float* dy, const float* weight,
+                                const float* var, float* dx, bool accumulate) override {
+    into(s.numel(), dx, accumulate, [&](float* out) {
+      reference::batch_norm_backward_data(s[0], s[1], s[2] * s[3], dy, weight, var, op.eps, out);
+    });
+  }
+  void relu_backward_data(int64_t count, const float* y, const float* dy, float* dx, bool accumulate) override {
+    into(count, dx, accumulate, [&](float* out) { reference::relu_backward_data(count, y, dy, out); });
+  }
+  void add_backward_data(int64_t count, const float* dy, float* dx, bool accumulate) override {
+    into(count, dx, accumulate, [&](float* out) { reference::add_backward_data(count, dy, out); });
+  }
+  void zero_pad_shortcut_backward_data(const ZeroPadShortcutOp& op, const Shape& s, const float* dy, float* dx,
+                                       bool accumulate) override {
+    into(s.numel(), dx, accumulate, [&](float* out) {
+      reference::zero_pad_shortcut_backward_data(op, s[0], s[1], s[2], s[3], dy, out);
+    });
+  }
+  void global_avg_pool_backward_data(const Shape& s, const float* dy, float* dx, bool accumulate) override {
+    into(s.numel(), dx, accumulate,
+         [&](float* out) { reference::global_avg_pool_backward_data(s[0], s[1], s[2] * s[3], dy, out); });
+  }
+  void avg_pool_backward_data(const AvgPoolOp& op, const Shape& s, const float* dy, float* dx,
+                              bool accumulate) override {
+    const Shape o = infer_shape(op, {s}, "avg_pool");
+    into(s.numel(), dx, accumulate, [&](float* out) {
+      reference::avg_pool_backward_data(op, s[0], s[1], s[2], s[3], dy, o[2], o[3], out);
+    });
+  }
+  void dense_backward_data(const DenseOp& op, int64_t batch, const float* dy, const float* w, float* dx,
+                           bool accumulate) override {
+    into(batch * op.in_features, dx, accumulate, [&](float* out) {
+      reference::dense_backward_data(batch, op.in_features, op.out_features, dy, w, out);
+    });
+  }
+  void softmax_backward_data(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx,
+                             bool accumulate) override {
+    into(rows * cols, dx, accumulate, [&](float* out) { reference::softmax_backward_data(rows, cols, y, dy, out); });
+  }
+  void max_pool_backward_data(const MaxPoolOp& op, const Shape& s, const float* x, const float* dy, float* dx,
+                              bool accumulate) override {
+    const Shape o = infer_shape(op, {s}, "max_pool");
+    into(s.numel(), dx, accumulate, [&](float* out) {
+      reference::max_pool_backward_data(op, s[0], s[1], s[2], s[3], x, dy, o[2], o[3], out);
+    });
+  }
+  void concat_backward_data(const Shape& part, int64_t channel_offset, int64_t total_channels, const float* dy,
+                            float* dx, bool accumulate) override {
+    into(part.numel(), dx, accumulate, [&](float* out) {
+      reference::concat_backward_data(part[0], part[1], part[2] * part[3], channel_offset, total_channels, dy, out);
+    });
+  }
+  void channel_affine_backward_data(const ChannelAffineOp& op, const Shape& s, const float* dy, float* dx,
+                                    bool accumulate) override {
+    into(s.numel(), dx, accumulate, [&](float* out) {
+      reference::channel_affine_backward_data(s[0], s[1], s[2] * s[3], dy, op.scale.data(), out);
+    });
+  }
+
+  void interpolate(int64_t count, const float* baseline, const float* x, float alpha, float* y) override {
+    reference::interpolate(count, baseline, x, alpha, y);
+  }
+  void conductance_accumulate(int64_t channels, int64_t spatial, const float* grad, const float* upper,
+                              const float* lower, float* sums, float* map) override {
+    reference::conductance_accumulate(channels, spatial, grad, upper, lower, sums, map);
   }
 };
 

@@ -32,6 +32,9 @@ class HostBackend : public Backend {
   void download(const float* device, float* host, size_t floats) override {
     if (floats) std::memcpy(host, device, floats * sizeof(float));
   }
+  void copy(const float* from, float* to, size_t floats) override {
+    if (floats) std::memcpy(to, from, floats * sizeof(float));
+  }
   void synchronize() override {}
   void set_threads(int threads) override;
 };

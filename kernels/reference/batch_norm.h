@@ -20,4 +20,18 @@ void batch_norm_forward(int64_t batch, int64_t channels, int64_t spatial, const 
     }
 }
 
+// dx = dy * gamma[c] / sqrt(var[c] + eps) (inference statistics are constants).
+template <typename T>
+void batch_norm_backward_data(int64_t batch, int64_t channels, int64_t spatial, const T* dy, const T* gamma,
+                              const T* var, T eps, T* dx) {
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t c = 0; c < channels; ++c) {
+      const T scale = T(1) / std::sqrt(var[c] + eps) * gamma[c];
+      for (int64_t s = 0; s < spatial; ++s) {
+        const int64_t i = (n * channels + c) * spatial + s;
+        dx[i] = dy[i] * scale;
+      }
+    }
+}
+
 }  // namespace veto::reference

@@ -16,4 +16,15 @@ void channel_affine_forward(int64_t batch, int64_t channels, int64_t spatial, co
       }
 }
 
+template <typename T>
+void channel_affine_backward_data(int64_t batch, int64_t channels, int64_t spatial, const T* dy, const T* scale,
+                                  T* dx) {
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t s = 0; s < spatial; ++s) {
+        const int64_t i = (n * channels + c) * spatial + s;
+        dx[i] = dy[i] * scale[c];
+      }
+}
+
 }  // namespace veto::reference

@@ -31,4 +31,29 @@ void conv2d_forward(const Conv2dOp& p, int64_t batch, int64_t in_h, int64_t in_w
         }
 }
 
+// dx[n,c,ih,iw] = sum over the outputs that read (ih, iw) of dy[n,o,i,j] * w[o,c,kh,kw]
+// (the transposed convolution; weights only, no bias).
+template <typename T>
+void conv2d_backward_data(const Conv2dOp& p, int64_t batch, int64_t in_h, int64_t in_w, const T* dy, const T* w,
+                          int64_t out_h, int64_t out_w, T* dx) {
+  for (int64_t i = 0; i < batch * p.in_channels * in_h * in_w; ++i) dx[i] = T(0);
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t o = 0; o < p.out_channels; ++o)
+      for (int64_t i = 0; i < out_h; ++i)
+        for (int64_t j = 0; j < out_w; ++j) {
+          const T g = dy[((n * p.out_channels + o) * out_h + i) * out_w + j];
+          for (int64_t c = 0; c < p.in_channels; ++c)
+            for (int64_t kh = 0; kh < p.kernel_h; ++kh) {
+              const int64_t ih = i * p.stride_h - p.pad_top + kh;
+              if (ih < 0 || ih >= in_h) continue;
+              for (int64_t kw = 0; kw < p.kernel_w; ++kw) {
+                const int64_t iw = j * p.stride_w - p.pad_left + kw;
+                if (iw < 0 || iw >= in_w) continue;
+                dx[((n * p.in_channels + c) * in_h + ih) * in_w + iw] +=
+                    g * w[((o * p.in_channels + c) * p.kernel_h + kh) * p.kernel_w + kw];
+              }
+            }
+        }
+}
+
 }  // namespace veto::reference

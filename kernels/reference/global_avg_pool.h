@@ -14,4 +14,10 @@ void global_avg_pool_forward(int64_t batch, int64_t channels, int64_t spatial, c
   }
 }
 
+template <typename T>
+void global_avg_pool_backward_data(int64_t batch, int64_t channels, int64_t spatial, const T* dy, T* dx) {
+  for (int64_t nc = 0; nc < batch * channels; ++nc)
+    for (int64_t s = 0; s < spatial; ++s) dx[nc * spatial + s] = dy[nc] / T(spatial);
+}
+
 }  // namespace veto::reference
