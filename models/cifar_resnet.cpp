@@ -77,6 +77,7 @@ Graph build_resnet(const ResnetStyle& style, int blocks_per_stage) {
     for (int b = 0; b < blocks_per_stage; ++b) {
       const std::string prefix = "layer" + std::to_string(stage + 1) + "." + std::to_string(b);
       x = basic_block(g, style, prefix, x, planes[stage], (stage > 0 && b == 0) ? 2 : 1);
+      g.mark_block(x);
     }
   if (style.keras)
     x = g.add("avgpool", AvgPoolOp{8, 8, 8, 8, 0, 0, 0, 0, true}, {x});

@@ -52,6 +52,7 @@ class InceptionBuilder {
     const std::string name = "mixed" + std::to_string(blocks_++);
     const int x = concat(name, std::move(inputs));
     g_.add_alias(torch_name, name);
+    g_.mark_block(x);
     return x;
   }
 

@@ -56,6 +56,36 @@ void fold_conv_batch_norm(const Model& m, int conv, int bn, std::vector<float>& 
   }
 }
 
+// First-fit placement of values in one arena: value i (size[i] floats, live from step
+// def[i] to step last[i] inclusive; def[i] == -2: no buffer) may reuse the space of values
+// whose lifetimes do not overlap its own. Returns each value's offset (-1 for none).
+std::vector<int64_t> place_first_fit(const std::vector<int64_t>& size, const std::vector<int>& def,
+                                     const std::vector<int>& last, size_t& total) {
+  std::vector<int64_t> offset(size.size(), -1);
+  std::vector<size_t> placed;
+  total = 0;
+  for (size_t i = 0; i < size.size(); ++i) {
+    if (def[i] == -2) continue;
+    std::vector<std::pair<int64_t, int64_t>> busy;
+    for (size_t j : placed)
+      if (!(last[j] < def[i] || last[i] < def[j])) busy.push_back({offset[j], offset[j] + size[j]});
+    std::sort(busy.begin(), busy.end());
+    int64_t at = 0;
+    for (const auto& [b, e] : busy) {
+      if (at + size[i] <= b) break;
+      at = std::max(at, e);
+    }
+    offset[i] = at;
+    total = std::max(total, static_cast<size_t>(at + size[i]));
+    placed.push_back(i);
+  }
+  return offset;
+}
+
+bool ends_in_fused_relu(const Graph& g, const StepGroup& grp) {
+  return grp.chain.size() > 1 && as<ReluOp>(g.node(grp.tail()));
+}
+
 }  // namespace
 
 Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions options)
@@ -78,6 +108,7 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
   std::vector<bool>& kept = kept_;
   kept[0] = kept[g.output()] = true;
   for (const std::string& name : options_.keep) kept[g.find(name)] = true;
+  for (const std::string& name : options_.gradients) kept[g.find(name)] = true;
   const auto consumers = g.consumers();
   // The single consumer of node i when i may be fused into it, else -1.
   auto sole_consumer = [&](int i) {
@@ -127,25 +158,31 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
   for (int i = 0; i < count; ++i)
     if (kept[i] && def[i] != -2) last[i] = never;
 
-  // First-fit offsets: a value may reuse space of values whose lifetimes do not overlap.
-  offset_.assign(count, -1);
-  std::vector<int> placed;
-  for (int i = 0; i < count; ++i) {
-    if (def[i] == -2) continue;
-    const int64_t size = shapes_[i].numel();
-    std::vector<std::pair<int64_t, int64_t>> busy;
-    for (int j : placed)
-      if (!(last[j] < def[i] || last[i] < def[j])) busy.push_back({offset_[j], offset_[j] + shapes_[j].numel()});
-    std::sort(busy.begin(), busy.end());
-    int64_t at = 0;
-    for (const auto& [b, e] : busy) {
-      if (at + size <= b) break;
-      at = std::max(at, e);
-    }
-    offset_[i] = at;
-    arena_floats_ = std::max(arena_floats_, static_cast<size_t>(at + size));
-    placed.push_back(i);
+  // Backward: the gradient flows into node i only if i is a gradient target or lies
+  // downstream of one (in_scope); a step's backward runs only if it sends gradient into
+  // scope. The forward values those steps read (ReLU masks, max-pool inputs, softmax
+  // outputs) must survive until backward, so they are never overwritten.
+  std::vector<bool> in_scope(count, false);
+  for (const std::string& name : options_.gradients) in_scope[g.find(name)] = true;
+  for (int i = 0; i < count; ++i)
+    for (int in : g.node(i).inputs) in_scope[i] = in_scope[i] || in_scope[in];
+  auto destinations = [&](const StepGroup& grp) {
+    std::vector<int> d;
+    for (int in : g.node(grp.chain[0]).inputs)
+      if (in_scope[in]) d.push_back(in);
+    if (grp.residual >= 0 && in_scope[grp.residual]) d.push_back(grp.residual);
+    return d;
+  };
+  for (const StepGroup& grp : groups) {
+    if (destinations(grp).empty()) continue;
+    const Node& head = g.node(grp.chain[0]);
+    if (ends_in_fused_relu(g, grp) || as<ReluOp>(head) || as<SoftmaxOp>(head)) last[grp.tail()] = never;
+    if (as<MaxPoolOp>(head)) last[head.inputs[0]] = never;
   }
+
+  std::vector<int64_t> sizes(count);
+  for (int i = 0; i < count; ++i) sizes[i] = shapes_[i].numel();
+  offset_ = place_first_fit(sizes, def, last, arena_floats_);
   arena_ = backend.allocate(arena_floats_);
   // Device copies of the parameters that steps read directly (unfused batch norms, dense
   // layers); convolutions keep their own packed, folded weights.
@@ -170,7 +207,9 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
     return base + offset_[node];
   };
   auto param = [this, &param_offset](const std::string& name) { return params_->data() + param_offset.at(name); };
-  for (const StepGroup& grp : groups) {
+  std::vector<Conv2dKernel*> group_conv(groups.size(), nullptr);
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const StepGroup& grp = groups[gi];
     const Node& n = g.node(grp.chain[0]);
     const Shape& in_shape = n.inputs.empty() ? Shape{} : shapes_[n.inputs[0]];
     float* y = value(grp.tail());
@@ -188,6 +227,7 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
       step->kernel = backend.make_conv2d(*conv, in_shape, fusion);
       const float* residual = grp.residual >= 0 ? value(grp.residual) : nullptr;
       Conv2dKernel* kernel = step->kernel.get();
+      group_conv[gi] = kernel;
       steps_.push_back([kernel, x, y, residual] { kernel->forward(x, y, residual); });
       convs_.push_back(std::move(step));
     } else if (const auto* bn = as<BatchNormOp>(n)) {
@@ -232,6 +272,134 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
       fail("node '", n.name, "': op ", op_name(n.op), " cannot be executed");
     }
   }
+
+  // Backward: the groups in reverse, each turning the gradient at its tail into gradients
+  // at its inputs. The first write into a node's gradient overwrites, later ones add (a
+  // node read by several steps). Gradient buffers are placed by liveness like activations,
+  // in backward step indices; the seed at the logits is defined before step 0.
+  if (!options_.gradients.empty()) {
+    const int out = g.output();
+    std::vector<int> gdef(count, -2), glast(count, -2);
+    std::vector<bool> written(count, false);
+    gdef[out] = glast[out] = -1;
+    written[out] = true;
+    int b = 0;
+    auto read = [&](int v) { glast[v] = std::max(glast[v], b); };
+    auto write = [&](int v) {  // returns whether the write must accumulate
+      if (gdef[v] == -2) gdef[v] = b;
+      glast[v] = std::max(glast[v], b);
+      const bool acc = written[v];
+      written[v] = true;
+      return acc;
+    };
+    auto grad = [this](int v) { return gradient_arena_->data() + gradient_offset_[v]; };
+    auto act = [this](int v) { return arena_->data() + offset_[v]; };
+    for (int gi = static_cast<int>(groups.size()) - 1; gi >= 0; --gi) {
+      const StepGroup& grp = groups[gi];
+      if (destinations(grp).empty()) continue;
+      const Node& n = g.node(grp.chain[0]);
+      const int tail = grp.tail();
+      read(tail);
+      int dy = tail;  // the node whose gradient feeds the head op
+      if (ends_in_fused_relu(g, grp)) {
+        const int pre = grp.chain[grp.chain.size() - 2];
+        write(pre);
+        read(pre);
+        backward_steps_.push_back([this, act, grad, tail, pre, count = shapes_[tail].numel()] {
+          backend_.relu_backward_data(count, act(tail), grad(tail), grad(pre), false);
+        });
+        dy = pre;
+      }
+      const int x = n.inputs.empty() ? -1 : n.inputs[0];
+      const Shape in_shape = x < 0 ? Shape{} : shapes_[x];
+      const bool to_x = x >= 0 && in_scope[x];
+      if (as<Conv2dOp>(n)) {
+        if (grp.residual >= 0 && in_scope[grp.residual]) {
+          const bool acc = write(grp.residual);
+          backward_steps_.push_back([this, grad, dy, r = grp.residual, acc, count = shapes_[dy].numel()] {
+            backend_.add_backward_data(count, grad(dy), grad(r), acc);
+          });
+        }
+        if (to_x) {
+          const bool acc = write(x);
+          backward_steps_.push_back(
+              [grad, dy, x, acc, k = group_conv[gi]] { k->backward_data(grad(dy), grad(x), acc); });
+        }
+      } else if (as<AddOp>(n) || as<ConcatOp>(n)) {
+        int64_t channel_offset = 0;
+        for (int in : n.inputs) {
+          const Shape part = shapes_[in];
+          if (in_scope[in]) {
+            const bool acc = write(in);
+            if (as<AddOp>(n))
+              backward_steps_.push_back([this, grad, dy, in, acc, count = part.numel()] {
+                backend_.add_backward_data(count, grad(dy), grad(in), acc);
+              });
+            else
+              backward_steps_.push_back([this, grad, dy, in, acc, part, channel_offset, total = shapes_[tail][1]] {
+                backend_.concat_backward_data(part, channel_offset, total, grad(dy), grad(in), acc);
+              });
+          }
+          channel_offset += part[1];
+        }
+      } else if (to_x) {
+        const bool acc = write(x);
+        std::function<void()> call;
+        if (const auto* bn = as<BatchNormOp>(n)) {
+          const float *w = param(n.name + ".weight"), *var = param(n.name + ".running_var");
+          call = [this, grad, dy, x, acc, op = *bn, in_shape, w, var] {
+            backend_.batch_norm_backward_data(op, in_shape, grad(dy), w, var, grad(x), acc);
+          };
+        } else if (as<ReluOp>(n)) {
+          call = [this, act, grad, dy, x, acc, count = in_shape.numel()] {
+            backend_.relu_backward_data(count, act(dy), grad(dy), grad(x), acc);
+          };
+        } else if (const auto* zp = as<ZeroPadShortcutOp>(n)) {
+          call = [this, grad, dy, x, acc, op = *zp, in_shape] {
+            backend_.zero_pad_shortcut_backward_data(op, in_shape, grad(dy), grad(x), acc);
+          };
+        } else if (as<GlobalAvgPoolOp>(n)) {
+          call = [this, grad, dy, x, acc, in_shape] {
+            backend_.global_avg_pool_backward_data(in_shape, grad(dy), grad(x), acc);
+          };
+        } else if (const auto* ap = as<AvgPoolOp>(n)) {
+          call = [this, grad, dy, x, acc, op = *ap, in_shape] {
+            backend_.avg_pool_backward_data(op, in_shape, grad(dy), grad(x), acc);
+          };
+        } else if (const auto* d = as<DenseOp>(n)) {
+          const float* w = param(n.name + ".weight");
+          call = [this, grad, dy, x, acc, op = *d, w] {
+            backend_.dense_backward_data(op, batch_, grad(dy), w, grad(x), acc);
+          };
+        } else if (const auto* mp = as<MaxPoolOp>(n)) {
+          call = [this, act, grad, dy, x, acc, op = *mp, in_shape] {
+            backend_.max_pool_backward_data(op, in_shape, act(x), grad(dy), grad(x), acc);
+          };
+        } else if (const auto* ca = as<ChannelAffineOp>(n)) {
+          call = [this, grad, dy, x, acc, op = *ca, in_shape] {
+            backend_.channel_affine_backward_data(op, in_shape, grad(dy), grad(x), acc);
+          };
+        } else if (as<SoftmaxOp>(n)) {
+          call = [this, act, grad, dy, x, acc, in_shape] {
+            backend_.softmax_backward_data(in_shape[0], in_shape[1], act(dy), grad(dy), grad(x), acc);
+          };
+        } else {
+          fail("node '", n.name, "': op ", op_name(n.op), " has no backward");
+        }
+        backward_steps_.push_back(std::move(call));
+      }
+      ++b;
+    }
+    gradient_target_.assign(count, false);
+    for (const std::string& name : options_.gradients) {
+      const int t = g.find(name);
+      gradient_target_[t] = true;
+      VETO_CHECK(written[t], "layer '", name, "' does not lead to the model's output: it has no gradient");
+      glast[t] = never;
+    }
+    gradient_offset_ = place_first_fit(sizes, gdef, glast, gradient_floats_);
+    gradient_arena_ = backend.allocate(gradient_floats_);
+  }
   refresh_parameters();
 }
 
@@ -250,15 +418,41 @@ void Plan::refresh_parameters() {
 }
 
 void Plan::forward(const float* host_input) {
-  backend_.upload(host_input, arena_->data() + offset_[0], static_cast<size_t>(shapes_[0].numel()));
+  backend_.upload(host_input, input(), static_cast<size_t>(shapes_[0].numel()));
+  forward();
+}
+
+float* Plan::input() { return arena_->data() + offset_[0]; }
+
+void Plan::forward() {
   for (auto& step : steps_) step();
 }
 
-Tensor Plan::output(const std::string& name) const {
+void Plan::backward_data(const float* host_seed) {
+  VETO_CHECK(gradient_arena_, "this plan computes no gradients (list the layers in PlanOptions::gradients)");
+  const int out = model_.graph.output();
+  backend_.upload(host_seed, gradient_arena_->data() + gradient_offset_[out], static_cast<size_t>(shapes_[out].numel()));
+  for (auto& step : backward_steps_) step();
+}
+
+const float* Plan::activation(const std::string& name) const {
   const int node = model_.graph.find(name);
   VETO_CHECK(kept_[node], "layer '", name, "' was not kept by this plan (list it in the layers to keep)");
-  Tensor t(shapes_[node]);
-  backend_.download(arena_->data() + offset_[node], t.data(), static_cast<size_t>(t.numel()));
+  return arena_->data() + offset_[node];
+}
+
+const float* Plan::gradient(const std::string& name) const {
+  const int node = model_.graph.find(name);
+  VETO_CHECK(!gradient_target_.empty() && gradient_target_[node], "layer '", name,
+             "': this plan computes no gradient there");
+  return gradient_arena_->data() + gradient_offset_[node];
+}
+
+const Shape& Plan::shape(const std::string& name) const { return shapes_[model_.graph.find(name)]; }
+
+Tensor Plan::output(const std::string& name) const {
+  Tensor t(shape(name));
+  backend_.download(activation(name), t.data(), static_cast<size_t>(t.numel()));
   return t;
 }
 

@@ -21,6 +21,9 @@ struct PlanOptions {
   bool fuse = true;
   // Nodes whose outputs must be materialized and readable after forward() (layer selection).
   std::set<std::string> keep;
+  // Nodes whose data gradients backward_data() computes (kept as well). Empty: the plan is
+  // forward-only and allocates no gradient arena.
+  std::set<std::string> gradients;
 };
 
 class Plan {
@@ -35,13 +38,25 @@ class Plan {
   int64_t batch() const { return batch_; }
   // Runs the graph on `batch` preprocessed samples (host memory, batch x C x H x W).
   void forward(const float* host_input);
+  // Runs the graph on the samples already written into input() (device memory).
+  void forward();
+  float* input();
+  // After forward(): the data gradients, from `seed` = dF/dlogits (host, batch x classes)
+  // down to the earliest of options.gradients. Weight gradients are never computed; the
+  // activations backward needs were kept alive by the plan, so forward() must come first.
+  void backward_data(const float* host_seed);
   // The output of a node after forward() (the graph output: the logits), copied to host.
   Tensor output(const std::string& node) const;
   Tensor logits() const;
+  // Device pointers (valid for the plan's life) to a kept node's output and to the gradient
+  // at a node of options.gradients; shape(node) is the node's shape at this batch.
+  const float* activation(const std::string& node) const;
+  const float* gradient(const std::string& node) const;
+  const Shape& shape(const std::string& node) const;
   // Re-reads the model's parameters (after an in-place change of the parameter arena).
   void refresh_parameters();
-  // Bytes of the activation arena (for memory reports).
-  size_t arena_bytes() const { return arena_floats_ * sizeof(float); }
+  // Bytes of the activation and gradient arenas (for memory reports and chunk sizing).
+  size_t arena_bytes() const { return (arena_floats_ + gradient_floats_) * sizeof(float); }
 
  private:
   struct ConvStep;
@@ -63,6 +78,12 @@ class Plan {
   std::unique_ptr<DeviceBuffer> params_;
   std::vector<std::unique_ptr<ConvStep>> convs_;
   std::vector<std::function<void()>> steps_;
+  // Backward: gradient arena offsets per node (-1: none), and the kernel calls in order.
+  std::vector<int64_t> gradient_offset_;
+  std::vector<bool> gradient_target_;
+  size_t gradient_floats_ = 0;
+  std::unique_ptr<DeviceBuffer> gradient_arena_;
+  std::vector<std::function<void()>> backward_steps_;
 };
 
 }  // namespace veto

@@ -41,6 +41,11 @@ std::vector<ParamSpec> Graph::param_specs() const {
   return all;
 }
 
+void Graph::mark_block(int node) {
+  VETO_CHECK(node >= 0 && node < size(), "graph: mark_block of a node that does not exist");
+  blocks_.push_back(nodes_[static_cast<size_t>(node)].name);
+}
+
 std::vector<std::vector<int>> Graph::consumers() const {
   std::vector<std::vector<int>> c(nodes_.size());
   for (int i = 0; i < size(); ++i)

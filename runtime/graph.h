@@ -37,10 +37,15 @@ class Graph {
   std::vector<ParamSpec> param_specs() const;
   // Indices of the nodes that read node i's output.
   std::vector<std::vector<int>> consumers() const;
+  // Block outputs, in graph order: the layers attribution targets by default (`--layers
+  // all`; every one cuts the graph: all paths from the input to the output cross it).
+  void mark_block(int node);
+  const std::vector<std::string>& blocks() const { return blocks_; }
 
  private:
   std::vector<Node> nodes_;
   std::map<std::string, int> index_;
+  std::vector<std::string> blocks_;
 };
 
 }  // namespace veto
