@@ -36,5 +36,6 @@ int cmd_eval(const std::vector<std::string>& words);
 int cmd_info(const std::vector<std::string>& words);
 int cmd_bench(const std::vector<std::string>& words);
 int cmd_preprocess(const std::vector<std::string>& words);
+int cmd_attribute(const std::vector<std::string>& words);
 
 }  // namespace veto::cli

@@ -20,6 +20,7 @@ const char* kUsage =
     "  info      a model's metadata and layers (the names other commands select)\n"
     "  bench     forward-pass throughput on given inputs\n"
     "  preprocess  write the preprocessed inputs as .npy (what the model sees)\n"
+    "  attribute   layer conductance of every input at chosen layers (features, maps)\n"
     "\n"
     "`veto COMMAND --help` documents each command's options.\n";
 
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
     if (command == "info") return veto::cli::cmd_info(words);
     if (command == "bench") return veto::cli::cmd_bench(words);
     if (command == "preprocess") return veto::cli::cmd_preprocess(words);
+    if (command == "attribute") return veto::cli::cmd_attribute(words);
     std::cerr << "veto: error: unknown command '" << command << "' (see veto --help)\n";
     return 1;
   } catch (const veto::Error& e) {
