@@ -8,6 +8,8 @@
 
 #include "runtime/backend.h"
 #include "runtime/conductance.h"
+#include "runtime/dataset.h"
+#include "runtime/executor.h"
 #include "runtime/error.h"
 #include "runtime/io/npy.h"
 #include "runtime/model.h"
@@ -69,6 +71,149 @@ TEST(Conductance, CaptumToyCheckCaptumRules) {
     const float want_g[4] = {85.419f, 97.823f, 97.823f, 97.823f};
     for (int i = 0; i < 4; ++i) EXPECT_NEAR(g[i], want_g[i], 1e-3) << backend << " gausslegendre neuron " << i;
   }
+}
+
+const std::string kRepo = VETO_REPO_DIR;
+const std::string kData = VETO_TEST_DATA_DIR;
+
+Tensor cifar_records(const Model& m, int64_t n) {
+  auto ds = open_cifar_dataset(kRepo + "/data/cifar10_test_0-999.bin", m.preprocess, n);
+  Tensor x(Shape{n, 3, 32, 32});
+  ds->load_batch(0, n, x.data());
+  return x;
+}
+
+TEST(Conductance, GaussLegendreNodesMatchNumpy) {
+  const auto three = gauss_legendre_nodes(3);
+  ASSERT_EQ(three.size(), 3u);
+  EXPECT_NEAR(three[0], -std::sqrt(0.6), 1e-15);
+  EXPECT_NEAR(three[1], 0.0, 1e-15);
+  EXPECT_NEAR(three[2], std::sqrt(0.6), 1e-15);
+  // numpy.polynomial.legendre.leggauss(11)[0][:2]
+  const auto eleven = gauss_legendre_nodes(11);
+  EXPECT_NEAR(eleven[0], -0.9782286581460570, 1e-14);
+  EXPECT_NEAR(eleven[1], -0.8870625997680953, 1e-14);
+  for (size_t i = 1; i < eleven.size(); ++i) EXPECT_LT(eleven[i - 1], eleven[i]);
+}
+
+TEST(Conductance, IntegrationPathsFollowCaptumsNodes) {
+  const auto paper = integration_path(ConductanceRule::Paper, 10);
+  EXPECT_TRUE(paper.gradient_at_upper);
+  ASSERT_EQ(paper.alphas.size(), 11u);
+  EXPECT_EQ(paper.alphas.front(), 0.0);
+  EXPECT_EQ(paper.alphas.back(), 1.0);
+  const auto left = integration_path(ConductanceRule::RiemannLeft, 3);  // linspace(0, 0.75, 4)
+  EXPECT_FALSE(left.gradient_at_upper);
+  EXPECT_EQ(left.alphas, (std::vector<double>{0, 0.25, 0.5, 0.75}));
+  EXPECT_EQ(integration_path(ConductanceRule::RiemannRight, 3).alphas, (std::vector<double>{0.25, 0.5, 0.75, 1}));
+  EXPECT_EQ(integration_path(ConductanceRule::RiemannMiddle, 3).alphas,
+            (std::vector<double>{0.125, 0.375, 0.625, 0.875}));
+  EXPECT_EQ(integration_path(ConductanceRule::RiemannTrapezoid, 3).alphas,
+            (std::vector<double>{0, 1.0 / 3, 2.0 / 3, 1}));
+  for (const auto& name : conductance_rule_names())
+    EXPECT_EQ(conductance_rule_name(parse_conductance_rule(name)), name);
+  EXPECT_THROW(parse_conductance_rule("simpson"), Error);
+}
+
+// On a layer every path crosses, the conductance map sums to F(x) - F(baseline) as the
+// steps grow (METHOD.md §1): within 1% at 300 steps.
+TEST(Conductance, CutLayersAreCompleteAt300Steps) {
+  const Model m = load_model(kRepo + "/models/resnet20.safetensors");
+  auto cpu = make_backend("cpu");
+  ConductanceOptions o;
+  o.layers = {"conv1", "layer1.0", "layer2.0", "layer3.2"};
+  o.steps = 300;
+  ConductanceEngine engine(m, *cpu, o);
+  const Tensor x = cifar_records(m, 2);
+  const ConductanceResult r = engine.run(x.data(), 2);
+  Plan plan(m, *cpu, 1);
+  const Tensor zero(Shape{1, 3, 32, 32});
+  plan.forward(zero.data());
+  const Tensor base = plan.logits();
+  for (int64_t i = 0; i < 2; ++i) {
+    const int t = r.targets[static_cast<size_t>(i)];
+    const double change = r.logits[i * 10 + t] - base[t];
+    ASSERT_GT(std::fabs(change), 1.0);
+    for (size_t l = 0; l < o.layers.size(); ++l)
+      EXPECT_LE(std::fabs(r.delta[i * 4 + static_cast<int64_t>(l)]), 0.01 * std::fabs(change))
+          << "image " << i << " layer " << o.layers[l];
+  }
+}
+
+// Rows are images x steps, cut into passes of chunk_rows: any cut gives the same numbers.
+TEST(Conductance, ResultsDoNotDependOnTheChunkSize) {
+  const Model m = load_model(kRepo + "/models/resnet20.safetensors");
+  auto cpu = make_backend("cpu");
+  const Tensor x = cifar_records(m, 3);
+  for (ConductanceRule rule : {ConductanceRule::Paper, ConductanceRule::GaussLegendre}) {
+    std::vector<ConductanceResult> results;
+    for (int64_t chunk : {1, 4, 7, 1000}) {
+      ConductanceOptions o;
+      o.layers = {"layer1.1", "layer3.0"};
+      o.rule = rule;
+      o.steps = 5;
+      o.chunk_rows = chunk;
+      o.maps = true;
+      ConductanceEngine engine(m, *cpu, o);
+      results.push_back(engine.run(x.data(), 3));
+    }
+    for (size_t k = 1; k < results.size(); ++k)
+      for (size_t l = 0; l < 2; ++l) {
+        EXPECT_EQ(results[k].conductance[l].values(), results[0].conductance[l].values())
+            << conductance_rule_name(rule) << " chunk #" << k << " layer " << l;
+        EXPECT_EQ(results[k].maps[l].values(), results[0].maps[l].values());
+        EXPECT_EQ(results[k].delta.values(), results[0].delta.values());
+      }
+  }
+}
+
+TEST(Conductance, TargetsPredictionsAndBaselines) {
+  const Model m = load_model(kRepo + "/models/resnet20.safetensors");
+  auto cpu = make_backend("cpu");
+  const Tensor x = cifar_records(m, 2);
+  ConductanceOptions o;
+  o.layers = {"layer3.2"};
+  ConductanceEngine engine(m, *cpu, o);
+  const ConductanceResult predicted = engine.run(x.data(), 2);
+  Plan plan(m, *cpu, 2);
+  plan.forward(x.data());
+  EXPECT_EQ(predicted.logits.values(), plan.logits().values());  // alpha = 1 is the input itself
+  const ConductanceResult given = engine.run(x.data(), 2, {7, -1});
+  EXPECT_EQ(given.targets, (std::vector<int>{7, predicted.predictions[1]}));
+  EXPECT_EQ(given.predictions, predicted.predictions);
+  EXPECT_NE(given.conductance[0].values(), predicted.conductance[0].values());
+  EXPECT_THROW(engine.run(x.data(), 2, {10, 0}), Error);
+  // The baseline equal to the input: no path, no conductance.
+  ConductanceOptions same = o;
+  same.baseline = Tensor(Shape{3, 32, 32}, std::vector<float>(x.data(), x.data() + 3 * 32 * 32));
+  ConductanceEngine zero_path(m, *cpu, same);
+  const ConductanceResult none = zero_path.run(x.data(), 1);
+  for (float v : none.conductance[0].values()) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(Conductance, BadOptionsAreErrors) {
+  const Model m = load_model(kRepo + "/models/resnet20.safetensors");
+  auto cpu = make_backend("cpu");
+  ConductanceOptions o;
+  EXPECT_THROW(ConductanceEngine(m, *cpu, o), Error);  // no layers
+  o.layers = {"layer9.9"};
+  EXPECT_THROW(ConductanceEngine(m, *cpu, o), Error);
+  o.layers = {"layer1.0"};
+  o.max_memory = 1024;
+  try {
+    ConductanceEngine engine(m, *cpu, o);
+    FAIL() << "no error for a memory bound below one row";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MiB"), std::string::npos) << e.what();
+  }
+  o.max_memory = size_t(1) << 30;
+  o.baseline = Tensor(Shape{3, 16, 16});
+  EXPECT_THROW(ConductanceEngine(m, *cpu, o), Error);
+  o.baseline = Tensor();
+  ConductanceEngine engine(m, *cpu, o);
+  Tensor x = cifar_records(m, 1);
+  x[5] = std::nanf("");
+  EXPECT_THROW(engine.run(x.data(), 1), Error);
 }
 
 }  // namespace
