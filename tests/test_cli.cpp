@@ -253,5 +253,59 @@ TEST(Cli, CorruptModelFiles) {
   expect_error(veto("eval --model " + cut.string() + data), cut.string());
 }
 
+// attribute: the file holds per-layer features, predictions equal predict's, and the .npy
+// form is the same features concatenated.
+TEST(Cli, AttributeWritesFeaturesPredictionsAndMaps) {
+  const fs::path st = scratch("cond.safetensors"), npy = scratch("cond.npy"), maps = scratch("maps");
+  const std::string common = "attribute --model resnet20 --data " + kCifar + " --limit 3 --steps 4 --batch 2";
+  const CliRun r = veto(common + " --out '" + st.string() + "' --maps '" + maps.string() + "' --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["count"], 3);
+  EXPECT_EQ(j["features"], 336);
+  EXPECT_EQ(j["layers"].size(), 9u);
+  const SafetensorsFile f = read_safetensors(st.string());
+  EXPECT_EQ(f.metadata.at("format"), "veto-conductance/1");
+  EXPECT_EQ(f.metadata.at("rule"), "paper");
+  EXPECT_EQ(f.get("conductance.layer3.2").shape, (Shape{3, 64}));
+  EXPECT_EQ(f.get("delta").shape, (Shape{3, 9}));
+  const auto predictions = f.get("prediction").to_int64();
+  ASSERT_EQ(veto("predict --model resnet20 --data " + kCifar + " --limit 3 --logits '" + scratch("l.npy").string() + "'").code, 0);
+  const Tensor logits = read_npy(scratch("l.npy").string());
+  const Tensor attributed = f.get("logits").to_float();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(predictions[i], j["images"][i]["predicted"]);
+    EXPECT_EQ(f.get("target").to_int64()[i], predictions[i]);
+    for (int k = 0; k < 10; ++k) EXPECT_NEAR(attributed[i * 10 + k], logits[i * 10 + k], 1e-4);
+  }
+  EXPECT_TRUE(fs::exists(maps / "0_layer1.0.png"));
+  EXPECT_TRUE(fs::exists(maps / "2_layer3.2.png"));
+
+  ASSERT_EQ(veto(common + " --out '" + npy.string() + "'").code, 0);
+  const Tensor all = read_npy(npy.string());
+  ASSERT_EQ(all.shape(), (Shape{3, 336}));
+  const Tensor first = f.get("conductance.layer1.0").to_float(), last = f.get("conductance.layer3.2").to_float();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(all[i * 336], first[i * 16]);
+    EXPECT_EQ(all[i * 336 + 335], last[i * 64 + 63]);
+  }
+}
+
+TEST(Cli, AttributeBadOptions) {
+  const std::string common = "attribute --model resnet20 --data " + kCifar + " --limit 1";
+  expect_error(veto(common + " --layers layer9.9"), "unknown layer 'layer9.9'");
+  expect_error(veto(common + " --rule simpson"), "unknown conductance rule 'simpson'");
+  expect_error(veto(common + " --steps 0"), "option '--steps' must be in [1, 100000]");
+  expect_error(veto(common + " --out features.csv"), "--out must end in .safetensors or .npy");
+  expect_error(veto(common + " --out /nonexistent/dir/f.npy"), "folder '/nonexistent/dir' does not exist");
+  expect_error(veto(common + " --target 10"), "option '--target' must be in [0, 9]");
+  expect_error(veto(common + " --baseline nan"), "--baseline: nan is not a finite number");
+  expect_error(veto(common + " --baseline /nonexistent.npy"), "/nonexistent.npy");
+  expect_error(veto(common + " --max-memory 0"), "option '--max-memory' must be in");
+  const fs::path small = scratch("small_baseline.npy");
+  write_npy(small.string(), Tensor(Shape{3, 8, 8}));
+  expect_error(veto(common + " --baseline '" + small.string() + "'"), "the baseline has shape (3,8,8)");
+}
+
 }  // namespace
 }  // namespace veto
