@@ -158,7 +158,8 @@ Plan& ConductanceEngine::plan_for(int64_t rows) {
 }
 
 ConductanceResult ConductanceEngine::run(const float* images, int64_t count, const std::vector<int>& targets) {
-  const int64_t classes = static_cast<int64_t>(model_.classes.size());
+  const Graph& g = model_.graph;
+  const int64_t classes = g.node(g.output()).shape.numel();
   const int64_t layers = static_cast<int64_t>(options_.layers.size());
   VETO_CHECK(count > 0, "conductance: no images");
   VETO_CHECK(targets.empty() || static_cast<int64_t>(targets.size()) == count, "conductance: ", targets.size(),
