@@ -34,7 +34,7 @@ int cmd_info(const std::vector<std::string>& words) {
   if (format == "json") {
     nlohmann::json out = {{"model", model.source},  {"arch", model.arch},           {"parameters", total_params},
                           {"macs", total_macs},     {"classes", model.classes},     {"layers", layers},
-                          {"metadata", model.metadata}};
+                          {"blocks", g.blocks()},   {"metadata", model.metadata}};
     std::cout << out.dump(2) << "\n";
     return 0;
   }
@@ -52,6 +52,9 @@ int cmd_info(const std::vector<std::string>& words) {
                     ", resize " + p.resize + ", x = (pixel / " + fixed(p.divisor, 1) + " - " + join(p.mean) +
                     ") / " + join(p.std)},
       {"classes", std::to_string(model.classes.size())}};
+  std::string blocks;
+  for (const std::string& b : g.blocks()) blocks += (blocks.empty() ? "" : " ") + b;
+  head.push_back({"blocks", blocks.empty() ? "-" : blocks + " (--layers all)"});
   for (const char* key : {"provenance", "license"})
     if (model.metadata.count(key)) head.push_back({key, model.metadata.at(key)});
   std::cout << format_table(head) << "\n" << format_table(rows);
