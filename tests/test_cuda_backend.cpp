@@ -10,6 +10,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "runtime/backend.h"
@@ -28,11 +29,12 @@ std::vector<float> random_values(size_t n, uint32_t seed, float lo = -1.0f, floa
 }
 
 // Runs one op on a backend: inputs uploaded, the output pre-filled with NaN (a sentinel: an
-// element the kernel forgets to write fails the finiteness check), result downloaded.
+// element the kernel forgets to write fails the finiteness check) or with `initial` when given
+// (what an accumulating kernel adds to), result downloaded.
 using OpCall = std::function<void(Backend&, const std::vector<const float*>&, float*)>;
 
 std::vector<float> run_op(Backend& backend, const std::vector<std::vector<float>>& inputs, size_t out_count,
-                          const OpCall& call) {
+                          const OpCall& call, const std::vector<float>& initial = {}) {
   std::vector<std::unique_ptr<DeviceBuffer>> buffers;
   std::vector<const float*> pointers;
   for (const std::vector<float>& in : inputs) {
@@ -41,8 +43,8 @@ std::vector<float> run_op(Backend& backend, const std::vector<std::vector<float>
     pointers.push_back(buffers.back()->data());
   }
   std::unique_ptr<DeviceBuffer> out = backend.allocate(out_count);
-  const std::vector<float> sentinel(out_count, NAN);
-  backend.upload(sentinel.data(), out->data(), out_count);
+  const std::vector<float> start = initial.empty() ? std::vector<float>(out_count, NAN) : initial;
+  backend.upload(start.data(), out->data(), out_count);
   call(backend, pointers, out->data());
   backend.synchronize();
   std::vector<float> result(out_count);
@@ -66,9 +68,9 @@ class CudaBackendTest : public ::testing::Test {
 
   // Same op, same inputs on both backends; shapes first, then values with abs + rel tolerance.
   void expect_parity(const std::vector<std::vector<float>>& inputs, size_t out_count, const OpCall& call,
-                     float atol = 1e-5f, float rtol = 1e-5f) {
-    const std::vector<float> want = run_op(*reference_, inputs, out_count, call);
-    const std::vector<float> got = run_op(*cuda_, inputs, out_count, call);
+                     float atol = 1e-5f, float rtol = 1e-5f, const std::vector<float>& initial = {}) {
+    const std::vector<float> want = run_op(*reference_, inputs, out_count, call, initial);
+    const std::vector<float> got = run_op(*cuda_, inputs, out_count, call, initial);
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < got.size(); ++i) {
       ASSERT_TRUE(std::isfinite(got[i])) << "CUDA output " << i << " is " << got[i];
@@ -87,6 +89,35 @@ class CudaBackendTest : public ::testing::Test {
           std::unique_ptr<Conv2dKernel> kernel = b.make_conv2d(op, input, fusion);
           kernel->set_weights(weight.data(), with_bias ? bias.data() : nullptr);
           kernel->forward(in[0], y, fusion.residual ? in[1] : nullptr);
+          b.synchronize();
+        },
+        1e-4f, 1e-4f);
+  }
+
+  // A data-gradient kernel both ways: overwriting dx (over the NaN sentinel) and accumulating
+  // into a dx that already holds values.
+  using BackwardCall = std::function<void(Backend&, const std::vector<const float*>&, float*, bool)>;
+  void expect_backward_parity(const std::vector<std::vector<float>>& inputs, size_t dx_count,
+                              const BackwardCall& call, float atol = 1e-5f, float rtol = 1e-5f) {
+    for (bool accumulate : {false, true}) {
+      SCOPED_TRACE(accumulate ? "accumulate" : "overwrite");
+      expect_parity(
+          inputs, dx_count, [&](Backend& b, const auto& in, float* dx) { call(b, in, dx, accumulate); }, atol, rtol,
+          accumulate ? random_values(dx_count, 98) : std::vector<float>{});
+    }
+  }
+
+  // One convolution's data gradient on both backends, fresh kernel, weights set once.
+  void expect_conv_backward_parity(const Conv2dOp& op, const Shape& input, const ConvFusion& fusion) {
+    const Shape out = infer_shape(op, {input}, "conv");
+    const std::vector<float> weight = random_values(op.out_channels * op.in_channels * op.kernel_h * op.kernel_w, 24),
+                             bias = random_values(op.out_channels, 25);
+    expect_backward_parity(
+        {random_values(out.numel(), 26)}, input.numel(),
+        [&](Backend& b, const auto& in, float* dx, bool accumulate) {
+          std::unique_ptr<Conv2dKernel> kernel = b.make_conv2d(op, input, fusion);
+          kernel->set_weights(weight.data(), bias.data());  // the bias has no data gradient
+          kernel->backward_data(in[0], dx, accumulate);
           b.synchronize();
         },
         1e-4f, 1e-4f);
@@ -295,6 +326,7 @@ TEST_F(CudaBackendTest, Conv2dModelShapes) {
       {"stride-2 valid, odd input", conv_op(3, 32, 3, 3, 2, 2, 0, 0, 0, 0), Shape{3, 3, 35, 35}},
       {"TF same stride 2 (asymmetric)", conv_op(5, 7, 3, 3, 2, 2, 0, 0, 1, 1), Shape{3, 5, 16, 16}},
       {"asymmetric both axes", conv_op(3, 5, 3, 3, 1, 1, 2, 0, 1, 3), Shape{3, 3, 9, 7}},
+      {"more padding left than right", conv_op(3, 5, 3, 3, 2, 1, 0, 2, 1, 0), Shape{3, 3, 6, 5}},
       {"1x7", conv_op(7, 9, 1, 7, 1, 1, 0, 3, 0, 3), Shape{3, 7, 17, 17}},
       {"7x1", conv_op(7, 9, 7, 1, 1, 1, 3, 0, 3, 0), Shape{3, 7, 17, 17}},
       {"1x1 stride 2", conv_op(16, 32, 1, 1, 2, 2, 0, 0, 0, 0), Shape{3, 16, 15, 15}},
@@ -341,6 +373,293 @@ TEST_F(CudaBackendTest, Conv2dErrorsAreVetoErrors) {
   kernel->set_weights(w.data(), nullptr);
   EXPECT_THROW(kernel->forward(x->data(), y->data(), nullptr), Error);  // residual fusion without a residual
   EXPECT_THROW(cuda_->make_conv2d(op, Shape{2, 3, 6, 6}, ConvFusion{}), Error);  // wrong channel count
+}
+
+// --- data gradients and attribution kernels ------------------------------------------------
+
+TEST_F(CudaBackendTest, CopyDeviceToDevice) {
+  for (size_t n : {size_t(1), size_t(1000), size_t(3) << 20}) {
+    const std::vector<float> values = random_values(n, 40);
+    std::unique_ptr<DeviceBuffer> from = cuda_->allocate(n), to = cuda_->allocate(n + 2);
+    const std::vector<float> fence(n + 2, -7.0f);
+    cuda_->upload(values.data(), from->data(), n);
+    cuda_->upload(fence.data(), to->data(), n + 2);
+    cuda_->copy(from->data(), to->data() + 1, n);  // into the middle: the ends stay untouched
+    std::vector<float> back(n + 2);
+    cuda_->download(to->data(), back.data(), n + 2);
+    EXPECT_EQ(back.front(), -7.0f);
+    EXPECT_EQ(back.back(), -7.0f);
+    ASSERT_EQ(std::vector<float>(back.begin() + 1, back.end() - 1), values);
+  }
+  EXPECT_NO_THROW(cuda_->copy(nullptr, nullptr, 0));
+}
+
+TEST_F(CudaBackendTest, ReluBackward) {
+  const int64_t n = 100003;
+  std::vector<float> y = random_values(n, 41);
+  for (int64_t i = 0; i < n; i += 7) y[i] = 0.0f;  // the output of a ReLU: exact zeros block the gradient
+  expect_backward_parity({y, random_values(n, 42)}, n, [&](Backend& b, const auto& in, float* dx, bool acc) {
+    b.relu_backward_data(n, in[0], in[1], dx, acc);
+  });
+}
+
+TEST_F(CudaBackendTest, AddBackward) {
+  const int64_t n = 3 * 17 * 9 * 9;
+  expect_backward_parity({random_values(n, 43)}, n, [&](Backend& b, const auto& in, float* dx, bool acc) {
+    b.add_backward_data(n, in[0], dx, acc);
+  });
+}
+
+TEST_F(CudaBackendTest, BatchNormBackward) {
+  BatchNormOp op;
+  op.channels = 17;
+  op.eps = 1e-3f;
+  const Shape s{3, 17, 9, 7};
+  const int64_t c = op.channels;
+  expect_backward_parity(
+      {random_values(s.numel(), 44), random_values(c, 45), random_values(c, 46, 0.05f, 2.0f)}, s.numel(),
+      [&](Backend& b, const auto& in, float* dx, bool acc) {
+        b.batch_norm_backward_data(op, s, in[0], in[1], in[2], dx, acc);
+      });
+}
+
+TEST_F(CudaBackendTest, ZeroPadShortcutBackward) {
+  struct Case {
+    Shape input;
+    int64_t stride, before, after;
+  };
+  for (const Case& k : {Case{Shape{3, 16, 32, 32}, 2, 8, 8}, Case{Shape{3, 5, 7, 7}, 2, 1, 2},
+                        Case{Shape{2, 4, 5, 6}, 3, 0, 3}}) {
+    ZeroPadShortcutOp op;
+    op.stride = k.stride;
+    op.pad_channels_before = k.before;
+    op.pad_channels_after = k.after;
+    const Shape out = infer_shape(op, {k.input}, "shortcut");
+    expect_backward_parity({random_values(out.numel(), 47)}, k.input.numel(),
+                           [&](Backend& b, const auto& in, float* dx, bool acc) {
+                             b.zero_pad_shortcut_backward_data(op, k.input, in[0], dx, acc);
+                           });
+  }
+}
+
+TEST_F(CudaBackendTest, GlobalAvgPoolBackward) {
+  for (const Shape& s : {Shape{3, 64, 8, 8}, Shape{3, 7, 17, 17}, Shape{2, 5, 1, 1}, Shape{1, 3, 35, 35}})
+    expect_backward_parity({random_values(s[0] * s[1], 48)}, s.numel(),
+                           [&](Backend& b, const auto& in, float* dx, bool acc) {
+                             b.global_avg_pool_backward_data(s, in[0], dx, acc);
+                           });
+}
+
+TEST_F(CudaBackendTest, AvgPoolBackward) {
+  struct Case {
+    Shape input;
+    int64_t kh, kw, sh, sw, top, left, bottom, right;
+  };
+  for (const Case& k : {Case{Shape{3, 7, 8, 8}, 3, 3, 1, 1, 1, 1, 1, 1},  // Inception's branch pool
+                        Case{Shape{3, 5, 7, 9}, 2, 2, 2, 2, 0, 0, 0, 0},  // stride 2, odd input
+                        Case{Shape{2, 3, 6, 6}, 3, 3, 2, 2, 0, 0, 1, 1},  // asymmetric "same"
+                        Case{Shape{3, 4, 17, 17}, 5, 5, 3, 3, 0, 0, 0, 0},
+                        Case{Shape{2, 3, 7, 5}, 1, 1, 3, 2, 0, 0, 0, 0}})  // stride > kernel
+    for (bool include_pad : {true, false}) {
+      AvgPoolOp op;
+      op.kernel_h = k.kh;
+      op.kernel_w = k.kw;
+      op.stride_h = k.sh;
+      op.stride_w = k.sw;
+      op.pad_top = k.top;
+      op.pad_left = k.left;
+      op.pad_bottom = k.bottom;
+      op.pad_right = k.right;
+      op.count_include_pad = include_pad;
+      const Shape out = infer_shape(op, {k.input}, "pool");
+      expect_backward_parity({random_values(out.numel(), 49)}, k.input.numel(),
+                             [&](Backend& b, const auto& in, float* dx, bool acc) {
+                               b.avg_pool_backward_data(op, k.input, in[0], dx, acc);
+                             });
+    }
+}
+
+TEST_F(CudaBackendTest, MaxPoolBackwardFirstMaximumWins) {
+  struct Case {
+    Shape input;
+    MaxPoolOp op;
+  };
+  for (const Case& k : {Case{Shape{3, 7, 35, 35}, MaxPoolOp{3, 3, 2, 2, 0, 0, 0, 0}},  // InceptionV3
+                        Case{Shape{2, 5, 8, 8}, MaxPoolOp{3, 3, 1, 1, 1, 1, 1, 1}},   // overlapping, padded
+                        Case{Shape{2, 3, 7, 9}, MaxPoolOp{2, 2, 2, 2, 0, 0, 0, 0}},
+                        Case{Shape{2, 3, 6, 6}, MaxPoolOp{3, 3, 2, 2, 0, 0, 1, 1}}})
+    for (bool ties : {false, true}) {
+      SCOPED_TRACE(ties ? "ties" : "distinct");
+      const Shape out = infer_shape(k.op, {k.input}, "pool");
+      std::vector<float> x = random_values(k.input.numel(), 50);
+      if (ties)  // three levels: most windows have several maxima, only the first may win
+        for (float& v : x) v = std::round(v);
+      expect_backward_parity({x, random_values(out.numel(), 51)}, k.input.numel(),
+                             [&](Backend& b, const auto& in, float* dx, bool acc) {
+                               b.max_pool_backward_data(k.op, k.input, in[0], in[1], dx, acc);
+                             });
+    }
+}
+
+TEST_F(CudaBackendTest, ConcatBackwardChannelSlices) {
+  const Shape whole{3, 8, 7, 7};
+  const std::vector<float> dy = random_values(whole.numel(), 52);
+  int64_t offset = 0;
+  for (int64_t part_channels : {5, 2, 1}) {
+    SCOPED_TRACE(testing::Message() << "part at channel " << offset);
+    const Shape part{3, part_channels, 7, 7};
+    expect_backward_parity({dy}, part.numel(), [&](Backend& b, const auto& in, float* dx, bool acc) {
+      b.concat_backward_data(part, offset, whole[1], in[0], dx, acc);
+    });
+    offset += part_channels;
+  }
+}
+
+TEST_F(CudaBackendTest, ChannelAffineBackward) {
+  const Shape s{2, 3, 9, 11};
+  const ChannelAffineOp op{{0.458f, 0.448f, 0.45f}, {-0.03f, -0.088f, -0.188f}};
+  expect_backward_parity({random_values(s.numel(), 53)}, s.numel(),
+                         [&](Backend& b, const auto& in, float* dx, bool acc) {
+                           b.channel_affine_backward_data(op, s, in[0], dx, acc);
+                         });
+}
+
+TEST_F(CudaBackendTest, DenseBackward) {
+  struct Case {
+    int64_t batch, in, out;
+  };
+  for (const Case& k : {Case{3, 64, 10}, Case{5, 2048, 1000}, Case{1, 7, 3}, Case{4, 3, 7}}) {
+    SCOPED_TRACE(testing::Message() << "batch " << k.batch << " in " << k.in << " out " << k.out);
+    DenseOp op;
+    op.in_features = k.in;
+    op.out_features = k.out;
+    expect_backward_parity({random_values(k.batch * k.out, 54), random_values(k.out * k.in, 55)}, k.batch * k.in,
+                           [&](Backend& b, const auto& in, float* dx, bool acc) {
+                             b.dense_backward_data(op, k.batch, in[0], in[1], dx, acc);
+                           },
+                           // The reference sums in sequence; its rounding grows with the sum's length.
+                           5e-7f * static_cast<float>(k.out) + 1e-5f, 1e-4f);
+  }
+}
+
+TEST_F(CudaBackendTest, SoftmaxBackward) {
+  for (int64_t cols : {1, 10, 1000, 1001}) {
+    SCOPED_TRACE(testing::Message() << "cols " << cols);
+    const int64_t rows = 5;
+    // y: a real softmax output (rows sum to 1), from the reference (a host backend: host memory).
+    std::vector<float> y(rows * cols);
+    const std::vector<float> logits = random_values(rows * cols, 56, -8.0f, 8.0f);
+    reference_->softmax_forward(rows, cols, logits.data(), y.data());
+    expect_backward_parity({y, random_values(rows * cols, 57)}, rows * cols,
+                           [&](Backend& b, const auto& in, float* dx, bool acc) {
+                             b.softmax_backward_data(rows, cols, in[0], in[1], dx, acc);
+                           },
+                           1e-6f, 1e-4f);
+  }
+}
+
+TEST_F(CudaBackendTest, Conv2dBackwardModelShapes) {
+  struct Case {
+    const char* what;
+    Conv2dOp op;
+    Shape input;
+  };
+  const Case cases[] = {
+      {"resnet stem 3x3", conv_op(3, 16, 3, 3, 1, 1, 1, 1, 1, 1), Shape{3, 3, 32, 32}},
+      {"3x3 stride 2, pad 1", conv_op(16, 32, 3, 3, 2, 2, 1, 1, 1, 1), Shape{3, 16, 32, 32}},
+      {"stride-2 valid, odd input", conv_op(3, 32, 3, 3, 2, 2, 0, 0, 0, 0), Shape{3, 3, 35, 35}},
+      {"TF same stride 2 (asymmetric)", conv_op(5, 7, 3, 3, 2, 2, 0, 0, 1, 1), Shape{3, 5, 16, 16}},
+      {"asymmetric both axes", conv_op(3, 5, 3, 3, 1, 1, 2, 0, 1, 3), Shape{3, 3, 9, 7}},
+      {"more padding left than right", conv_op(3, 5, 3, 3, 2, 1, 0, 2, 1, 0), Shape{3, 3, 6, 5}},
+      {"1x7", conv_op(7, 9, 1, 7, 1, 1, 0, 3, 0, 3), Shape{3, 7, 17, 17}},
+      {"7x1", conv_op(7, 9, 7, 1, 1, 1, 3, 0, 3, 0), Shape{3, 7, 17, 17}},
+      {"1x1 stride 2", conv_op(16, 32, 1, 1, 2, 2, 0, 0, 0, 0), Shape{3, 16, 15, 15}},
+      {"even kernel same", conv_op(4, 6, 2, 2, 1, 1, 0, 0, 1, 1), Shape{3, 4, 6, 5}},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.what);
+    expect_conv_backward_parity(k.op, k.input, ConvFusion{});
+  }
+}
+
+// The data gradient is the convolution's alone: a kernel made with ReLU and residual fused
+// gives the same one (the executor handles the epilogue's gradient).
+TEST_F(CudaBackendTest, Conv2dBackwardIgnoresTheFusion) {
+  expect_conv_backward_parity(conv_op(16, 16, 3, 3, 1, 1, 1, 1, 1, 1), Shape{3, 16, 8, 8}, ConvFusion{true, true});
+  expect_conv_backward_parity(conv_op(5, 7, 3, 3, 2, 2, 0, 0, 1, 1), Shape{2, 5, 16, 16}, ConvFusion{true, false});
+}
+
+// Forward and backward interleaved on one kernel (they share the padded scratch buffer), and
+// the gradient follows new weights.
+TEST_F(CudaBackendTest, Conv2dBackwardAfterForwardAndNewWeights) {
+  const Conv2dOp op = conv_op(4, 6, 3, 3, 2, 2, 0, 0, 1, 1);  // asymmetric: the scratch is used
+  const Shape input{2, 4, 8, 8};
+  const Shape out = infer_shape(op, {input}, "conv");
+  const std::vector<float> x = random_values(input.numel(), 27), dy = random_values(out.numel(), 28),
+                           w1 = random_values(6 * 4 * 9, 29), w2 = random_values(6 * 4 * 9, 30);
+  auto run = [&](Backend& b) {
+    std::unique_ptr<Conv2dKernel> kernel = b.make_conv2d(op, input, ConvFusion{});
+    std::unique_ptr<DeviceBuffer> x_dev = b.allocate(x.size()), y_dev = b.allocate(out.numel()),
+                                  dy_dev = b.allocate(dy.size()), dx_dev = b.allocate(x.size());
+    b.upload(x.data(), x_dev->data(), x.size());
+    b.upload(dy.data(), dy_dev->data(), dy.size());
+    std::vector<float> forward(out.numel()), first(x.size()), second(x.size());
+    kernel->set_weights(w1.data(), nullptr);
+    kernel->forward(x_dev->data(), y_dev->data(), nullptr);
+    kernel->backward_data(dy_dev->data(), dx_dev->data(), false);
+    kernel->forward(x_dev->data(), y_dev->data(), nullptr);  // the forward after a backward is unchanged
+    b.download(y_dev->data(), forward.data(), forward.size());
+    b.download(dx_dev->data(), first.data(), first.size());
+    kernel->set_weights(w2.data(), nullptr);
+    kernel->backward_data(dy_dev->data(), dx_dev->data(), false);
+    b.download(dx_dev->data(), second.data(), second.size());
+    return std::make_tuple(forward, first, second);
+  };
+  const auto want = run(*reference_), got = run(*cuda_);
+  auto expect_near = [](const std::vector<float>& g, const std::vector<float>& w, const char* what) {
+    ASSERT_EQ(g.size(), w.size());
+    for (size_t i = 0; i < g.size(); ++i) ASSERT_NEAR(g[i], w[i], 1e-4f + 1e-4f * std::fabs(w[i])) << what << " " << i;
+  };
+  expect_near(std::get<0>(got), std::get<0>(want), "forward");
+  expect_near(std::get<1>(got), std::get<1>(want), "gradient, first weights");
+  expect_near(std::get<2>(got), std::get<2>(want), "gradient, second weights");
+}
+
+TEST_F(CudaBackendTest, Conv2dBackwardBeforeSetWeightsIsAnError) {
+  const Conv2dOp op = conv_op(4, 4, 3, 3, 1, 1, 1, 1, 1, 1);
+  std::unique_ptr<DeviceBuffer> dy = cuda_->allocate(2 * 4 * 6 * 6), dx = cuda_->allocate(2 * 4 * 6 * 6);
+  std::unique_ptr<Conv2dKernel> kernel = cuda_->make_conv2d(op, Shape{2, 4, 6, 6}, ConvFusion{});
+  EXPECT_THROW(kernel->backward_data(dy->data(), dx->data(), false), Error);
+}
+
+TEST_F(CudaBackendTest, Interpolate) {
+  const int64_t n = 3 * 3 * 299 * 299;
+  for (float alpha : {0.0f, 0.0125f, 0.5f, 1.0f})
+    expect_parity({random_values(n, 60), random_values(n, 61)}, n,
+                  [&](Backend& b, const auto& in, float* y) { b.interpolate(n, in[0], in[1], alpha, y); }, 1e-6f,
+                  1e-6f);
+}
+
+// Both outputs in one buffer: sums (channels) then the map (channels x spatial), pre-filled
+// (both accumulate). Without a map only the sums are passed.
+TEST_F(CudaBackendTest, ConductanceAccumulate) {
+  struct Case {
+    int64_t channels, spatial;
+  };
+  for (const Case& k : {Case{16, 32 * 32}, Case{7, 17 * 17}, Case{768, 1}, Case{3, 35 * 35 * 3}})
+    for (bool with_map : {true, false}) {
+      SCOPED_TRACE(testing::Message() << "channels " << k.channels << " spatial " << k.spatial << " map "
+                                      << with_map);
+      const int64_t count = k.channels * k.spatial;
+      const size_t out_count = static_cast<size_t>(k.channels + (with_map ? count : 0));
+      expect_parity({random_values(count, 62), random_values(count, 63), random_values(count, 64)}, out_count,
+                    [&](Backend& b, const auto& in, float* out) {
+                      b.conductance_accumulate(k.channels, k.spatial, in[0], in[1], in[2], out,
+                                               with_map ? out + k.channels : nullptr);
+                    },
+                    // The sums: over up to 3,675 terms, in double on both backends.
+                    1e-5f, 1e-5f, random_values(out_count, 65));
+    }
 }
 
 }  // namespace

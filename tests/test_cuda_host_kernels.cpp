@@ -3,17 +3,25 @@
 // .cu files only decide which thread computes which element with these same functions.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <set>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/element_math.h"
 #include "kernels/reference/add.h"
 #include "kernels/reference/avg_pool.h"
 #include "kernels/reference/batch_norm.h"
+#include "kernels/reference/channel_affine.h"
+#include "kernels/reference/concat.h"
+#include "kernels/reference/conductance.h"
 #include "kernels/reference/conv2d.h"
+#include "kernels/reference/dense.h"
 #include "kernels/reference/global_avg_pool.h"
+#include "kernels/reference/max_pool.h"
 #include "kernels/reference/relu.h"
 #include "kernels/reference/softmax.h"
 #include "kernels/reference/zero_pad_shortcut.h"
@@ -130,6 +138,7 @@ TEST(CudaHostKernels, Conv2dAsymmetricPaddingAsExplicitPadPlusSymmetric) {
       {7, 1, 1, 1, 3, 0, 3, 0, 6, 5},  // 7x1
       {2, 2, 1, 1, 0, 0, 1, 1, 4, 5},  // even kernel "same"
       {3, 3, 1, 1, 2, 0, 1, 3, 5, 4},  // both sides, both directions
+      {3, 3, 2, 1, 0, 2, 1, 0, 6, 5},  // more on the left than the right
   };
   for (const Case& k : cases) {
     SCOPED_TRACE(testing::Message() << "kernel " << k.kh << "x" << k.kw << " pads " << k.top << "," << k.left << ","
@@ -345,6 +354,474 @@ TEST(CudaHostKernels, SoftmaxPartialMaxOfEmptyLaneIsNeutral) {
   EXPECT_EQ(cm::softmax_partial_max(row, 2, 3, 4), cm::kLowestFloat);
   EXPECT_EQ(cm::max_value(cm::softmax_partial_max(row, 2, 1, 4), cm::softmax_partial_max(row, 2, 3, 4)), -3.0f);
   EXPECT_EQ(cm::softmax_partial_exp_sum(row, 2, 3, 4, -3.0f), 0.0f);
+}
+
+// --- data gradients ----------------------------------------------------------------------------
+// Each backward kernel's math, run the way its .cu runs it, both ways: overwriting a dx filled
+// with NaN (an element the mapping misses stays NaN and fails) and accumulating into a dx that
+// holds values, against the reference plus the reference backend's accumulate rule (dx + ref).
+
+// `gradient_of(i)` is what the kernel's thread for dx element i stores. Accumulating allows a
+// rounding more: the compiler may fuse a product in the gradient with the add (an FMA), which
+// the reference backend's separate add never is.
+template <typename F>
+void expect_backward_both_ways(const std::vector<float>& want, F gradient_of, float atol, float rtol) {
+  const int64_t count = static_cast<int64_t>(want.size());
+  for (bool accumulate : {false, true}) {
+    SCOPED_TRACE(accumulate ? "accumulate" : "overwrite");
+    const float add_atol = accumulate ? atol + 1e-6f : atol, add_rtol = accumulate ? rtol + 1e-6f : rtol;
+    const std::vector<float> initial =
+        accumulate ? random_values(want.size(), 99) : std::vector<float>(want.size(), NAN);
+    std::vector<float> got = initial, expected(want.size());
+    for (int64_t i = 0; i < count; ++i) expected[i] = accumulate ? initial[i] + want[i] : want[i];
+    for_each_index(count, [&](int64_t i) { cm::store_gradient(&got[i], gradient_of(i), accumulate); });
+    expect_close(got, expected, add_atol, add_rtol);
+  }
+}
+
+TEST(CudaHostKernels, StoreGradientOverwritesWithoutReadingOrAdds) {
+  float dx = NAN;
+  cm::store_gradient(&dx, 2.5f, false);  // the old value is never read: NaN does not leak
+  EXPECT_EQ(dx, 2.5f);
+  cm::store_gradient(&dx, 0.25f, true);
+  EXPECT_EQ(dx, 2.75f);
+}
+
+TEST(CudaHostKernels, ReluBackwardMatchesReference) {
+  std::vector<float> y = random_values(101, 40), dy = random_values(104, 41);
+  y.push_back(0.0f);  // the subgradient at 0 is 0
+  y.push_back(-0.0f);
+  y.push_back(NAN);  // `y > 0` is false for NaN: no gradient, as in the reference
+  const int64_t n = static_cast<int64_t>(y.size());
+  std::vector<float> want(n);
+  reference::relu_backward_data(n, y.data(), dy.data(), want.data());
+  expect_backward_both_ways(want, [&](int64_t i) { return cm::relu_backward_value(y[i], dy[i]); }, 0.0f, 0.0f);
+}
+
+TEST(CudaHostKernels, AddBackwardIsDy) {
+  const int64_t n = 257;
+  const std::vector<float> dy = random_values(n, 42);
+  std::vector<float> want(n);
+  reference::add_backward_data(n, dy.data(), want.data());
+  expect_backward_both_ways(want, [&](int64_t i) { return dy[i]; }, 0.0f, 0.0f);
+}
+
+TEST(CudaHostKernels, BatchNormBackwardMatchesReference) {
+  const int64_t batch = 3, channels = 5, spatial = 7 * 3, count = batch * channels * spatial;
+  const std::vector<float> dy = random_values(count, 43), gamma = random_values(channels, 44),
+                           var = random_values(channels, 45, 0.01f, 3.0f);
+  const float eps = 1e-3f;
+  std::vector<float> want(count);
+  reference::batch_norm_backward_data(batch, channels, spatial, dy.data(), gamma.data(), var.data(), eps,
+                                      want.data());
+  expect_backward_both_ways(
+      want,
+      [&](int64_t i) {
+        const int64_t c = cm::channel_of(i, channels, spatial);
+        return dy[i] * cm::batch_norm_gradient_scale(gamma[c], var[c], eps);
+      },
+      0.0f, 0.0f);  // the reference's operations in its order
+}
+
+TEST(CudaHostKernels, ChannelAffineBackwardMatchesReference) {
+  const int64_t batch = 2, channels = 3, spatial = 9 * 11, count = batch * channels * spatial;
+  const std::vector<float> scale = {0.458f, 0.448f, 0.45f}, shift = {-0.03f, -0.088f, -0.188f};
+  cm::ChannelAffineConstants k{};
+  for (int64_t c = 0; c < channels; ++c) k.scale[c] = scale[c], k.shift[c] = shift[c];
+  const std::vector<float> dy = random_values(count, 46);
+  std::vector<float> want(count);
+  reference::channel_affine_backward_data(batch, channels, spatial, dy.data(), scale.data(), want.data());
+  expect_backward_both_ways(
+      want,
+      [&](int64_t i) { return cm::channel_affine_gradient_value(k, cm::channel_of(i, channels, spatial), dy[i]); },
+      0.0f, 0.0f);
+}
+
+TEST(CudaHostKernels, ZeroPadShortcutBackwardGatherMatchesReference) {
+  struct Case {
+    int64_t channels, h, w, stride, before, after;
+  };
+  const Case cases[] = {{16, 32, 32, 2, 8, 8}, {3, 7, 7, 2, 1, 2}, {5, 6, 5, 3, 0, 4}, {4, 5, 5, 1, 2, 0}};
+  for (const Case& k : cases) {
+    SCOPED_TRACE(testing::Message() << "channels " << k.channels << " input " << k.h << "x" << k.w << " stride "
+                                    << k.stride);
+    ZeroPadShortcutOp op;
+    op.stride = k.stride;
+    op.pad_channels_before = k.before;
+    op.pad_channels_after = k.after;
+    const int64_t batch = 3;
+    cm::ZeroPadShortcutGeometry g;
+    g.channels = k.channels;
+    g.in_h = k.h;
+    g.in_w = k.w;
+    g.out_channels = k.channels + k.before + k.after;
+    g.out_h = (k.h + k.stride - 1) / k.stride;
+    g.out_w = (k.w + k.stride - 1) / k.stride;
+    g.stride = k.stride;
+    g.pad_channels_before = k.before;
+    const std::vector<float> dy = random_values(batch * g.out_channels * g.out_h * g.out_w, 47);
+    std::vector<float> want(batch * k.channels * k.h * k.w);
+    reference::zero_pad_shortcut_backward_data(op, batch, k.channels, k.h, k.w, dy.data(), want.data());
+    expect_backward_both_ways(
+        want,
+        [&](int64_t i) {
+          const int64_t source = cm::zero_pad_shortcut_gradient_source_index(g, i);
+          EXPECT_LT(source, static_cast<int64_t>(dy.size()));
+          // The gather inverts the forward's index map on the pixels it reads.
+          if (source >= 0) {
+            EXPECT_EQ(cm::zero_pad_shortcut_source_index(g, source), i);
+          }
+          return source >= 0 ? dy[source] : 0.0f;
+        },
+        0.0f, 0.0f);
+  }
+}
+
+TEST(CudaHostKernels, GlobalAvgPoolBackwardMatchesReference) {
+  const int64_t batch = 3, channels = 7;
+  for (int64_t spatial : {1, 8 * 8, 7 * 7, 17 * 17}) {
+    SCOPED_TRACE(testing::Message() << "spatial " << spatial);
+    const std::vector<float> dy = random_values(batch * channels, 48);
+    std::vector<float> want(batch * channels * spatial);
+    reference::global_avg_pool_backward_data(batch, channels, spatial, dy.data(), want.data());
+    expect_backward_both_ways(
+        want, [&](int64_t i) { return cm::global_avg_pool_gradient_value(dy[i / spatial], spatial); }, 0.0f, 0.0f);
+  }
+}
+
+// Pool geometries of the real models and awkward ones: overlapping windows, stride > kernel
+// (cells no window reads), asymmetric padding, odd inputs.
+struct PoolCase {
+  int64_t kh, kw, sh, sw, top, left, bottom, right, h, w;
+};
+const PoolCase kPoolCases[] = {
+    {3, 3, 1, 1, 1, 1, 1, 1, 8, 8},    // Inception's branch pool (stride 1, "same")
+    {3, 3, 2, 2, 0, 0, 0, 0, 35, 35},  // InceptionV3's stride-2 valid pools
+    {2, 2, 2, 2, 0, 0, 0, 0, 7, 9},    // stride 2, odd input (last row/col dropped)
+    {3, 3, 2, 2, 0, 0, 1, 1, 6, 6},    // asymmetric "same", stride 2
+    {5, 5, 3, 3, 0, 0, 0, 0, 17, 17},
+    {1, 3, 1, 2, 0, 1, 0, 1, 4, 7},
+    {1, 1, 3, 2, 0, 0, 0, 0, 7, 5},  // stride > kernel: some cells feed no window
+    {3, 2, 1, 3, 2, 0, 2, 1, 5, 8},  // padding wider than one cell
+};
+
+cm::AvgPoolGeometry pool_case_geometry(const PoolCase& k, bool count_include_pad) {
+  cm::AvgPoolGeometry g;
+  g.in_h = k.h;
+  g.in_w = k.w;
+  g.out_h = (k.h + k.top + k.bottom - k.kh) / k.sh + 1;
+  g.out_w = (k.w + k.left + k.right - k.kw) / k.sw + 1;
+  g.kernel_h = k.kh;
+  g.kernel_w = k.kw;
+  g.stride_h = k.sh;
+  g.stride_w = k.sw;
+  g.pad_top = k.top;
+  g.pad_left = k.left;
+  g.count_include_pad = count_include_pad;
+  return g;
+}
+
+#define POOL_CASE_TRACE(k)                                                                                  \
+  SCOPED_TRACE(testing::Message() << "kernel " << (k).kh << "x" << (k).kw << " stride " << (k).sh << "x" << (k).sw \
+                                  << " pads " << (k).top << "," << (k).left << "," << (k).bottom << ","      \
+                                  << (k).right << " input " << (k).h << "x" << (k).w)
+
+// The gather's window range is exactly the set of windows whose forward reads the cell.
+TEST(CudaHostKernels, PoolWindowsContainingCellMatchBruteForce) {
+  for (const PoolCase& k : kPoolCases) {
+    POOL_CASE_TRACE(k);
+    const cm::AvgPoolGeometry g = pool_case_geometry(k, true);
+    for (int64_t h = 0; h < k.h; ++h)
+      for (int64_t w = 0; w < k.w; ++w) {
+        std::set<std::pair<int64_t, int64_t>> want, got;
+        for (int64_t i = 0; i < g.out_h; ++i)
+          for (int64_t j = 0; j < g.out_w; ++j) {
+            const cm::PoolWindow win = cm::avg_pool_window(g, i, j);
+            if (h >= win.h_begin && h < win.h_end && w >= win.w_begin && w < win.w_end) want.insert({i, j});
+          }
+        const cm::PoolOutputRange r = cm::pool_windows_containing(g, h, w);
+        for (int64_t i = r.i_begin; i < r.i_end; ++i)
+          for (int64_t j = r.j_begin; j < r.j_end; ++j) got.insert({i, j});
+        ASSERT_EQ(got, want) << "cell " << h << "," << w;
+      }
+  }
+}
+
+TEST(CudaHostKernels, AvgPoolBackwardGatherMatchesReference) {
+  for (const PoolCase& k : kPoolCases)
+    for (bool include_pad : {true, false}) {
+      POOL_CASE_TRACE(k);
+      SCOPED_TRACE(testing::Message() << "count_include_pad " << include_pad);
+      AvgPoolOp op;
+      op.kernel_h = k.kh;
+      op.kernel_w = k.kw;
+      op.stride_h = k.sh;
+      op.stride_w = k.sw;
+      op.pad_top = k.top;
+      op.pad_left = k.left;
+      op.pad_bottom = k.bottom;
+      op.pad_right = k.right;
+      op.count_include_pad = include_pad;
+      const cm::AvgPoolGeometry g = pool_case_geometry(k, include_pad);
+      const int64_t planes = 2 * 3;  // batch 2, 3 channels
+      const std::vector<float> dy = random_values(planes * g.out_h * g.out_w, 49);
+      std::vector<float> want(planes * k.h * k.w);
+      reference::avg_pool_backward_data(op, 2, 3, k.h, k.w, dy.data(), g.out_h, g.out_w, want.data());
+      // avg_pool.cu's backward mapping: one thread per input cell.
+      expect_backward_both_ways(
+          want,
+          [&](int64_t cell) {
+            const int64_t plane = cell / (k.h * k.w), rem = cell % (k.h * k.w);
+            return cm::avg_pool_gradient_value(g, dy.data() + plane * g.out_h * g.out_w, rem / k.w, rem % k.w);
+          },
+          0.0f, 0.0f);  // the same terms added in the same (row-major window) order
+    }
+}
+
+TEST(CudaHostKernels, MaxPoolBackwardGatherMatchesReferenceWithTies) {
+  for (const PoolCase& k : kPoolCases)
+    for (bool ties : {false, true}) {
+      POOL_CASE_TRACE(k);
+      SCOPED_TRACE(ties ? "values with ties" : "distinct values");
+      const MaxPoolOp op{k.kh, k.kw, k.sh, k.sw, k.top, k.left, k.bottom, k.right};
+      const cm::AvgPoolGeometry g = pool_case_geometry(k, false);
+      const int64_t planes = 2 * 3;
+      std::vector<float> x = random_values(planes * k.h * k.w, 50);
+      // Three levels only: most windows have several maxima, and only the first may win.
+      if (ties)
+        for (float& v : x) v = std::round(v);
+      const std::vector<float> dy = random_values(planes * g.out_h * g.out_w, 51);
+      std::vector<float> want(planes * k.h * k.w);
+      reference::max_pool_backward_data(op, 2, 3, k.h, k.w, x.data(), dy.data(), g.out_h, g.out_w, want.data());
+      expect_backward_both_ways(
+          want,
+          [&](int64_t cell) {
+            const int64_t plane = cell / (k.h * k.w), rem = cell % (k.h * k.w);
+            return cm::max_pool_gradient_value(g, x.data() + plane * k.h * k.w, dy.data() + plane * g.out_h * g.out_w,
+                                               rem / k.w, rem % k.w);
+          },
+          0.0f, 0.0f);
+    }
+}
+
+// The argmax the gather checks against is the cell the forward's maximum comes from.
+TEST(CudaHostKernels, MaxPoolWindowArgmaxIsTheForwardMaximum) {
+  for (const PoolCase& k : kPoolCases) {
+    POOL_CASE_TRACE(k);
+    const cm::AvgPoolGeometry g = pool_case_geometry(k, false);
+    std::vector<float> x = random_values(k.h * k.w, 52);
+    for (float& v : x) v = std::round(v);
+    for (int64_t i = 0; i < g.out_h; ++i)
+      for (int64_t j = 0; j < g.out_w; ++j) {
+        const int64_t best = cm::max_pool_window_argmax(g, x.data(), i, j);
+        ASSERT_GE(best, 0);  // every window of these cases holds an input cell
+        EXPECT_EQ(x[best], cm::max_pool_value(g, x.data(), i, j));
+      }
+  }
+}
+
+TEST(CudaHostKernels, SoftmaxBackwardMatchesReference) {
+  for (int64_t cols : {1, 10, 1000, 1001}) {
+    const int64_t rows = 3;
+    std::vector<float> logits = random_values(rows * cols, 53, -5.0f, 5.0f), y(rows * cols);
+    reference::softmax_forward(rows, cols, logits.data(), y.data());
+    const std::vector<float> dy = random_values(rows * cols, 54);
+    std::vector<float> want(rows * cols);
+    reference::softmax_backward_data(rows, cols, y.data(), dy.data(), want.data());
+    for (int64_t lanes : kLaneCounts)
+      for (bool accumulate : {false, true}) {
+        SCOPED_TRACE(testing::Message() << "cols " << cols << " lanes " << lanes << " accumulate " << accumulate);
+        const std::vector<float> initial =
+            accumulate ? random_values(rows * cols, 55) : std::vector<float>(rows * cols, NAN);
+        std::vector<float> got = initial, expected(rows * cols);
+        for (int64_t i = 0; i < rows * cols; ++i) expected[i] = accumulate ? initial[i] + want[i] : want[i];
+        // softmax.cu's backward: per row, the lanes' partial dot products, combined, then each
+        // lane writes its elements.
+        for (int64_t r = 0; r < rows; ++r) {
+          const float* y_row = y.data() + r * cols;
+          const float* dy_row = dy.data() + r * cols;
+          float dot = 0.0f;
+          for (int64_t lane = 0; lane < lanes; ++lane)
+            dot += cm::softmax_backward_partial_dot(y_row, dy_row, cols, lane, lanes);
+          for (int64_t lane = 0; lane < lanes; ++lane)
+            cm::softmax_backward_write(y_row, dy_row, got.data() + r * cols, cols, lane, lanes, dot, accumulate);
+        }
+        expect_close(got, expected, 1e-6f, 1e-5f);
+      }
+  }
+}
+
+// The cuDNN data gradient of an asymmetrically padded convolution: the symmetric backward on
+// the padded geometry (what cuDNN computes with the forward's descriptors), cropped back by
+// pad_target_index, equals the reference backward of the asymmetric convolution.
+TEST(CudaHostKernels, Conv2dBackwardAsymmetricPaddingAsSymmetricPlusCrop) {
+  struct Case {
+    int64_t kh, kw, sh, sw, top, left, bottom, right, h, w;
+  };
+  const Case cases[] = {
+      {3, 3, 2, 2, 0, 0, 1, 1, 8, 8},  // TensorFlow "same", stride 2, even input
+      {3, 3, 2, 2, 1, 0, 1, 1, 7, 9},  // asymmetric in width only
+      {1, 7, 1, 1, 0, 3, 0, 3, 5, 6},  // 1x7, symmetric (no copy, an identity crop)
+      {7, 1, 1, 1, 3, 0, 3, 0, 6, 5},  // 7x1
+      {2, 2, 1, 1, 0, 0, 1, 1, 4, 5},  // even kernel "same"
+      {3, 3, 1, 1, 2, 0, 1, 3, 5, 4},  // both sides, both directions
+      {3, 3, 2, 1, 0, 2, 1, 0, 6, 5},  // more on the left than the right: the crop's column shift
+      {3, 3, 2, 2, 0, 0, 0, 0, 9, 9},  // stride-2 valid
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(testing::Message() << "kernel " << k.kh << "x" << k.kw << " pads " << k.top << "," << k.left << ","
+                                    << k.bottom << "," << k.right << " input " << k.h << "x" << k.w);
+    Conv2dOp op;
+    op.in_channels = 3;
+    op.out_channels = 2;
+    op.kernel_h = k.kh;
+    op.kernel_w = k.kw;
+    op.stride_h = k.sh;
+    op.stride_w = k.sw;
+    op.pad_top = k.top;
+    op.pad_left = k.left;
+    op.pad_bottom = k.bottom;
+    op.pad_right = k.right;
+    const int64_t batch = 3, planes = batch * op.in_channels;
+    const int64_t out_h = (k.h + k.top + k.bottom - k.kh) / k.sh + 1,
+                  out_w = (k.w + k.left + k.right - k.kw) / k.sw + 1;
+    const std::vector<float> dy = random_values(batch * op.out_channels * out_h * out_w, 56),
+                             weight = random_values(op.out_channels * op.in_channels * k.kh * k.kw, 57);
+    std::vector<float> want(planes * k.h * k.w);
+    reference::conv2d_backward_data<float>(op, batch, k.h, k.w, dy.data(), weight.data(), out_h, out_w,
+                                           want.data());
+
+    // CudaConv2d's geometry: cuDNN gets min(pad) on each axis, the rest is explicit padding.
+    const int64_t sym_h = std::min(k.top, k.bottom), sym_w = std::min(k.left, k.right);
+    cm::PadGeometry g;
+    g.in_h = k.h;
+    g.in_w = k.w;
+    g.pad_top = k.top - sym_h;
+    g.pad_left = k.left - sym_w;
+    g.out_h = k.h + (k.top - sym_h) + (k.bottom - sym_h);
+    g.out_w = k.w + (k.left - sym_w) + (k.right - sym_w);
+    Conv2dOp symmetric = op;
+    symmetric.pad_top = symmetric.pad_bottom = sym_h;
+    symmetric.pad_left = symmetric.pad_right = sym_w;
+    std::vector<float> padded_dx(planes * g.out_h * g.out_w);
+    reference::conv2d_backward_data<float>(symmetric, batch, g.out_h, g.out_w, dy.data(), weight.data(), out_h,
+                                           out_w, padded_dx.data());
+    // conv2d_pad_input_backward_data's mapping: one thread per input element.
+    expect_backward_both_ways(
+        want,
+        [&](int64_t i) {
+          const int64_t target = cm::pad_target_index(g, i);
+          EXPECT_EQ(cm::pad_source_index(g, target), i);  // the crop inverts the padding
+          return padded_dx[target];
+        },
+        0.0f, 0.0f);  // the same products summed in the same order
+  }
+}
+
+TEST(CudaHostKernels, ConcatBackwardSourceIndexMatchesReference) {
+  const int64_t batch = 3, spatial = 7 * 5, total = 2 + 5 + 1;
+  const std::vector<float> dy = random_values(batch * total * spatial, 58);
+  int64_t offset = 0;
+  for (int64_t part_channels : {2, 5, 1}) {
+    SCOPED_TRACE(testing::Message() << "part of " << part_channels << " channels at " << offset);
+    std::vector<float> want(batch * part_channels * spatial);
+    reference::concat_backward_data(batch, part_channels, spatial, offset, total, dy.data(), want.data());
+    cm::ConcatGeometry g;
+    g.part_channels = part_channels;
+    g.spatial = spatial;
+    g.channel_offset = offset;
+    g.total_channels = total;
+    expect_backward_both_ways(want, [&](int64_t i) { return dy[cm::concat_gradient_source_index(g, i)]; }, 0.0f,
+                              0.0f);
+    offset += part_channels;
+  }
+}
+
+// cuBLAS's column-major sgemm, written out: C = alpha * op(A) * op(B) + beta * C, with the
+// leading-dimension rules cuBLAS enforces (it rejects a call that breaks them).
+void column_major_sgemm(const cm::GemmCall& call, float alpha, const float* a, const float* b, float beta, float* c) {
+  ASSERT_GE(call.lda, std::max<int64_t>(1, call.transpose_a ? call.k : call.m));
+  ASSERT_GE(call.ldb, std::max<int64_t>(1, call.transpose_b ? call.n : call.k));
+  ASSERT_GE(call.ldc, std::max<int64_t>(1, call.m));
+  for (int64_t col = 0; col < call.n; ++col)
+    for (int64_t row = 0; row < call.m; ++row) {
+      float sum = 0.0f;
+      for (int64_t p = 0; p < call.k; ++p) {
+        const float av = call.transpose_a ? a[p + row * call.lda] : a[row + p * call.lda];
+        const float bv = call.transpose_b ? b[col + p * call.ldb] : b[p + col * call.ldb];
+        sum += av * bv;
+      }
+      float& out = c[row + col * call.ldc];
+      out = beta == 0.0f ? alpha * sum : alpha * sum + beta * out;  // beta 0: C is not read
+    }
+}
+
+// The sgemm operands dense.cu hands cuBLAS for the data gradient compute the reference's dx.
+TEST(CudaHostKernels, DenseBackwardGemmOperandsMatchReference) {
+  struct Case {
+    int64_t batch, in, out;
+  };
+  for (const Case& k : {Case{3, 64, 10}, Case{5, 2048, 1000}, Case{1, 7, 3}, Case{4, 3, 7}}) {
+    SCOPED_TRACE(testing::Message() << "batch " << k.batch << " in " << k.in << " out " << k.out);
+    const std::vector<float> dy = random_values(k.batch * k.out, 59), w = random_values(k.out * k.in, 60);
+    std::vector<float> want(k.batch * k.in);
+    reference::dense_backward_data(k.batch, k.in, k.out, dy.data(), w.data(), want.data());
+    const cm::GemmCall call = cm::dense_backward_data_gemm(k.batch, k.in, k.out);
+    // The reference sums in the same order; the tolerance only absorbs FMA contraction.
+    const float atol = 1e-6f * static_cast<float>(k.out), rtol = 1e-5f;
+    for (bool accumulate : {false, true}) {
+      SCOPED_TRACE(accumulate ? "accumulate (beta 1)" : "overwrite (beta 0)");
+      const std::vector<float> initial =
+          accumulate ? random_values(want.size(), 61) : std::vector<float>(want.size(), NAN);
+      std::vector<float> got = initial, expected(want.size());
+      for (size_t i = 0; i < want.size(); ++i) expected[i] = accumulate ? initial[i] + want[i] : want[i];
+      column_major_sgemm(call, 1.0f, w.data(), dy.data(), accumulate ? 1.0f : 0.0f, got.data());
+      expect_close(got, expected, atol, rtol);
+    }
+  }
+}
+
+TEST(CudaHostKernels, InterpolateMatchesReference) {
+  const int64_t n = 1000;
+  const std::vector<float> baseline = random_values(n, 62), x = random_values(n, 63);
+  for (float alpha : {0.0f, 0.05f, 0.5f, 0.975f, 1.0f}) {
+    SCOPED_TRACE(testing::Message() << "alpha " << alpha);
+    std::vector<float> want(n), got(n);
+    reference::interpolate(n, baseline.data(), x.data(), alpha, want.data());
+    for_each_index(n, [&](int64_t i) { got[i] = cm::interpolate_value(baseline[i], x[i], alpha); });
+    expect_close(got, want, 1e-6f, 1e-6f);  // one rounding apart at most (FMA contraction)
+    if (alpha == 0.0f) {
+      EXPECT_EQ(got, baseline);  // the baseline step is the baseline exactly
+    }
+  }
+}
+
+TEST(CudaHostKernels, ConductanceLanesMatchReference) {
+  const int64_t channels = 7;
+  for (int64_t spatial : {1, 8 * 8, 17 * 17, 35 * 35}) {
+    const int64_t count = channels * spatial;
+    const std::vector<float> grad = random_values(count, 64), upper = random_values(count, 65),
+                             lower = random_values(count, 66), sums0 = random_values(channels, 67),
+                             map0 = random_values(count, 68);
+    for (bool with_map : {true, false})
+      for (int64_t lanes : kLaneCounts) {
+        SCOPED_TRACE(testing::Message() << "spatial " << spatial << " lanes " << lanes << " map " << with_map);
+        std::vector<float> want_sums = sums0, want_map = map0, got_sums = sums0, got_map = map0;
+        reference::conductance_accumulate(channels, spatial, grad.data(), upper.data(), lower.data(),
+                                          want_sums.data(), with_map ? want_map.data() : nullptr);
+        // conductance.cu: one block per channel, each lane's double partial sum, combined.
+        for (int64_t c = 0; c < channels; ++c) {
+          const int64_t offset = c * spatial;
+          double sum = 0.0;
+          for (int64_t lane = 0; lane < lanes; ++lane)
+            sum += cm::conductance_partial_sum(grad.data() + offset, upper.data() + offset, lower.data() + offset,
+                                               with_map ? got_map.data() + offset : nullptr, spatial, lane, lanes);
+          got_sums[c] += static_cast<float>(sum);
+        }
+        expect_close(got_sums, want_sums, 1e-6f, 1e-6f);  // double sums: float rounding only
+        expect_close(got_map, want_map, 1e-6f, 1e-6f);    // untouched without a map
+      }
+  }
 }
 
 }  // namespace

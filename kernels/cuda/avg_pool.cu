@@ -1,5 +1,6 @@
 // Average pool with explicit padding: one thread per output element sums its window; window
-// bounds and divisor (count_include_pad both ways) come from element_math.h.
+// bounds and divisor (count_include_pad both ways) come from element_math.h. The backward is a
+// gather: one thread per input cell sums the gradients of the windows containing it.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -16,6 +17,21 @@ __global__ void avg_pool_forward_kernel(cuda_math::AvgPoolGeometry g, int64_t co
   }
 }
 
+// One thread per input cell gathers from the windows containing it: no atomics, so the sum
+// (in row-major window order) is the same on every run.
+__global__ void avg_pool_backward_data_kernel(cuda_math::AvgPoolGeometry g, int64_t count,
+                                              const float* __restrict__ dy, float* __restrict__ dx,
+                                              bool accumulate) {
+  const int64_t in_plane = g.in_h * g.in_w;
+  for (int64_t cell = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; cell < count;
+       cell += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t plane = cell / in_plane, rem = cell - plane * in_plane;
+    const float gradient =
+        cuda_math::avg_pool_gradient_value(g, dy + plane * g.out_h * g.out_w, rem / g.in_w, rem % g.in_w);
+    cuda_math::store_gradient(dx + cell, gradient, accumulate);
+  }
+}
+
 }  // namespace
 
 void avg_pool_forward(cudaStream_t stream, const cuda_math::AvgPoolGeometry& geometry, int64_t planes,
@@ -24,6 +40,15 @@ void avg_pool_forward(cudaStream_t stream, const cuda_math::AvgPoolGeometry& geo
   if (count <= 0) return;
   avg_pool_forward_kernel<<<grid_for(count), kThreadsPerBlock, 0, stream>>>(geometry, count, x, y);
   VETO_CUDA_CHECK_LAUNCH("avg_pool_forward_kernel");
+}
+
+void avg_pool_backward_data(cudaStream_t stream, const cuda_math::AvgPoolGeometry& geometry, int64_t planes,
+                            const float* dy, float* dx, bool accumulate) {
+  const int64_t count = planes * geometry.in_h * geometry.in_w;
+  if (count <= 0) return;
+  avg_pool_backward_data_kernel<<<grid_for(count), kThreadsPerBlock, 0, stream>>>(geometry, count, dy, dx,
+                                                                                  accumulate);
+  VETO_CUDA_CHECK_LAUNCH("avg_pool_backward_data_kernel");
 }
 
 }  // namespace veto::cuda

@@ -40,6 +40,12 @@ class CudaBackend : public Backend {
   void download(const float* device, float* host, size_t floats) override {
     context_->download(device, host, floats * sizeof(float));
   }
+  void copy(const float* from, float* to, size_t floats) override {
+    if (floats == 0) return;
+    context_->activate();
+    VETO_CUDA_CHECK(
+        cudaMemcpyAsync(to, from, floats * sizeof(float), cudaMemcpyDeviceToDevice, context_->stream()));
+  }
   void synchronize() override { context_->synchronize(); }
 
   std::unique_ptr<Conv2dKernel> make_conv2d(const Conv2dOp& op, const Shape& input,
@@ -65,16 +71,7 @@ class CudaBackend : public Backend {
   }
 
   void zero_pad_shortcut_forward(const ZeroPadShortcutOp& op, const Shape& s, const float* x, float* y) override {
-    const Shape out = infer_shape(op, {s}, "zero_pad_shortcut");
-    cuda_math::ZeroPadShortcutGeometry g;
-    g.channels = s[1];
-    g.in_h = s[2];
-    g.in_w = s[3];
-    g.out_channels = out[1];
-    g.out_h = out[2];
-    g.out_w = out[3];
-    g.stride = op.stride;
-    g.pad_channels_before = op.pad_channels_before;
+    const cuda_math::ZeroPadShortcutGeometry g = shortcut_geometry(op, s);
     context_->activate();
     cuda::zero_pad_shortcut_forward(context_->stream(), g, s[0], x, y);
   }
@@ -86,17 +83,13 @@ class CudaBackend : public Backend {
   }
 
   void avg_pool_forward(const AvgPoolOp& op, const Shape& s, const float* x, float* y) override {
-    const Shape out = infer_shape(op, {s}, "avg_pool");
-    const cuda_math::AvgPoolGeometry g = pool_geometry(s, out, op.kernel_h, op.kernel_w, op.stride_h, op.stride_w,
-                                                       op.pad_top, op.pad_left, op.count_include_pad);
+    const cuda_math::AvgPoolGeometry g = avg_pool_geometry(op, s);
     context_->activate();
     cuda::avg_pool_forward(context_->stream(), g, s[0] * s[1], x, y);
   }
 
   void max_pool_forward(const MaxPoolOp& op, const Shape& s, const float* x, float* y) override {
-    const Shape out = infer_shape(op, {s}, "max_pool");
-    const cuda_math::AvgPoolGeometry g =
-        pool_geometry(s, out, op.kernel_h, op.kernel_w, op.stride_h, op.stride_w, op.pad_top, op.pad_left, false);
+    const cuda_math::AvgPoolGeometry g = max_pool_geometry(op, s);
     context_->activate();
     cuda::max_pool_forward(context_->stream(), g, s[0] * s[1], x, y);
   }
@@ -115,14 +108,7 @@ class CudaBackend : public Backend {
   }
 
   void channel_affine_forward(const ChannelAffineOp& op, const Shape& s, const float* x, float* y) override {
-    infer_shape(op, {s}, "channel_affine");
-    VETO_CHECK(s[1] <= cuda_math::kMaxAffineChannels, "channel_affine on CUDA takes at most ",
-               cuda_math::kMaxAffineChannels, " channels, got ", s[1]);
-    cuda_math::ChannelAffineConstants k{};
-    for (int64_t c = 0; c < s[1]; ++c) {
-      k.scale[c] = op.scale[static_cast<size_t>(c)];
-      k.shift[c] = op.shift[static_cast<size_t>(c)];
-    }
+    const cuda_math::ChannelAffineConstants k = affine_constants(op, s);
     context_->activate();
     cuda::channel_affine_forward(context_->stream(), s[0], s[1], s[2] * s[3], k, x, y);
   }
@@ -139,7 +125,146 @@ class CudaBackend : public Backend {
     cuda::softmax_forward(context_->stream(), rows, cols, x, y);
   }
 
+  // --- data gradients (shapes validated as in the forward) ----------------------------------
+
+  void batch_norm_backward_data(const BatchNormOp& op, const Shape& s, const float* dy, const float* weight,
+                                const float* var, float* dx, bool accumulate) override {
+    infer_shape(op, {s}, "batch_norm");
+    context_->activate();
+    cuda::batch_norm_backward_data(context_->stream(), s[0], s[1], s[2] * s[3], dy, weight, var, op.eps, dx,
+                                   accumulate);
+  }
+
+  void relu_backward_data(int64_t count, const float* y, const float* dy, float* dx, bool accumulate) override {
+    context_->activate();
+    cuda::relu_backward_data(context_->stream(), count, y, dy, dx, accumulate);
+  }
+
+  void add_backward_data(int64_t count, const float* dy, float* dx, bool accumulate) override {
+    context_->activate();
+    cuda::add_backward_data(context_->stream(), count, dy, dx, accumulate);
+  }
+
+  void zero_pad_shortcut_backward_data(const ZeroPadShortcutOp& op, const Shape& s, const float* dy, float* dx,
+                                       bool accumulate) override {
+    const cuda_math::ZeroPadShortcutGeometry g = shortcut_geometry(op, s);
+    context_->activate();
+    cuda::zero_pad_shortcut_backward_data(context_->stream(), g, s[0], dy, dx, accumulate);
+  }
+
+  void global_avg_pool_backward_data(const Shape& s, const float* dy, float* dx, bool accumulate) override {
+    infer_shape(GlobalAvgPoolOp{}, {s}, "global_avg_pool");
+    context_->activate();
+    cuda::global_avg_pool_backward_data(context_->stream(), s[0] * s[1], s[2] * s[3], dy, dx, accumulate);
+  }
+
+  void avg_pool_backward_data(const AvgPoolOp& op, const Shape& s, const float* dy, float* dx,
+                              bool accumulate) override {
+    const cuda_math::AvgPoolGeometry g = avg_pool_geometry(op, s);
+    context_->activate();
+    cuda::avg_pool_backward_data(context_->stream(), g, s[0] * s[1], dy, dx, accumulate);
+  }
+
+  void dense_backward_data(const DenseOp& op, int64_t batch, const float* dy, const float* w, float* dx,
+                           bool accumulate) override {
+    context_->activate();
+    cuda::dense_backward_data(context_->cublas(), batch, op.in_features, op.out_features, dy, w, dx, accumulate);
+  }
+
+  void softmax_backward_data(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx,
+                             bool accumulate) override {
+    context_->activate();
+    cuda::softmax_backward_data(context_->stream(), rows, cols, y, dy, dx, accumulate);
+  }
+
+  void max_pool_backward_data(const MaxPoolOp& op, const Shape& s, const float* x, const float* dy, float* dx,
+                              bool accumulate) override {
+    const cuda_math::AvgPoolGeometry g = max_pool_geometry(op, s);
+    context_->activate();
+    cuda::max_pool_backward_data(context_->stream(), g, s[0] * s[1], x, dy, dx, accumulate);
+  }
+
+  // Overwriting is the forward's strided copy run backwards (dy's slice into the contiguous dx);
+  // accumulating needs a kernel (concat.cu).
+  void concat_backward_data(const Shape& part, int64_t channel_offset, int64_t total_channels, const float* dy,
+                            float* dx, bool accumulate) override {
+    const int64_t spatial = part[2] * part[3];
+    if (part[0] == 0 || part[1] * spatial == 0) return;
+    context_->activate();
+    if (accumulate) {
+      cuda_math::ConcatGeometry g;
+      g.part_channels = part[1];
+      g.spatial = spatial;
+      g.channel_offset = channel_offset;
+      g.total_channels = total_channels;
+      cuda::concat_backward_data_accumulate(context_->stream(), g, part[0], dy, dx);
+      return;
+    }
+    const size_t width = static_cast<size_t>(part[1] * spatial) * sizeof(float);
+    const size_t pitch = static_cast<size_t>(total_channels * spatial) * sizeof(float);
+    VETO_CUDA_CHECK(cudaMemcpy2DAsync(dx, width, dy + channel_offset * spatial, pitch, width,
+                                      static_cast<size_t>(part[0]), cudaMemcpyDeviceToDevice, context_->stream()));
+  }
+
+  void channel_affine_backward_data(const ChannelAffineOp& op, const Shape& s, const float* dy, float* dx,
+                                    bool accumulate) override {
+    const cuda_math::ChannelAffineConstants k = affine_constants(op, s);
+    context_->activate();
+    cuda::channel_affine_backward_data(context_->stream(), s[0], s[1], s[2] * s[3], k, dy, dx, accumulate);
+  }
+
+  // --- attribution ---------------------------------------------------------------------------
+
+  void interpolate(int64_t count, const float* baseline, const float* x, float alpha, float* y) override {
+    context_->activate();
+    cuda::interpolate(context_->stream(), count, baseline, x, alpha, y);
+  }
+
+  void conductance_accumulate(int64_t channels, int64_t spatial, const float* grad, const float* upper,
+                              const float* lower, float* sums, float* map) override {
+    context_->activate();
+    cuda::conductance_accumulate(context_->stream(), channels, spatial, grad, upper, lower, sums, map);
+  }
+
  private:
+  static cuda_math::ZeroPadShortcutGeometry shortcut_geometry(const ZeroPadShortcutOp& op, const Shape& s) {
+    const Shape out = infer_shape(op, {s}, "zero_pad_shortcut");
+    cuda_math::ZeroPadShortcutGeometry g;
+    g.channels = s[1];
+    g.in_h = s[2];
+    g.in_w = s[3];
+    g.out_channels = out[1];
+    g.out_h = out[2];
+    g.out_w = out[3];
+    g.stride = op.stride;
+    g.pad_channels_before = op.pad_channels_before;
+    return g;
+  }
+
+  static cuda_math::AvgPoolGeometry avg_pool_geometry(const AvgPoolOp& op, const Shape& s) {
+    const Shape out = infer_shape(op, {s}, "avg_pool");
+    return pool_geometry(s, out, op.kernel_h, op.kernel_w, op.stride_h, op.stride_w, op.pad_top, op.pad_left,
+                         op.count_include_pad);
+  }
+
+  // count_include_pad is irrelevant to a max pool (padded cells never win).
+  static cuda_math::AvgPoolGeometry max_pool_geometry(const MaxPoolOp& op, const Shape& s) {
+    const Shape out = infer_shape(op, {s}, "max_pool");
+    return pool_geometry(s, out, op.kernel_h, op.kernel_w, op.stride_h, op.stride_w, op.pad_top, op.pad_left, false);
+  }
+
+  static cuda_math::ChannelAffineConstants affine_constants(const ChannelAffineOp& op, const Shape& s) {
+    infer_shape(op, {s}, "channel_affine");
+    VETO_CHECK(s[1] <= cuda_math::kMaxAffineChannels, "channel_affine on CUDA takes at most ",
+               cuda_math::kMaxAffineChannels, " channels, got ", s[1]);
+    cuda_math::ChannelAffineConstants k{};
+    for (int64_t c = 0; c < s[1]; ++c) {
+      k.scale[c] = op.scale[static_cast<size_t>(c)];
+      k.shift[c] = op.shift[static_cast<size_t>(c)];
+    }
+    return k;
+  }
+
   static cuda_math::AvgPoolGeometry pool_geometry(const Shape& in, const Shape& out, int64_t kernel_h,
                                                   int64_t kernel_w, int64_t stride_h, int64_t stride_w,
                                                   int64_t pad_top, int64_t pad_left, bool count_include_pad) {

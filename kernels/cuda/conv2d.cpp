@@ -13,6 +13,13 @@
 // CPU backends to FP32 rounding. The algorithm is chosen once per kernel from cuDNN's heuristics
 // (cudnnGetConvolutionForwardAlgorithm_v7) rather than by timing (Find): the choice is the same
 // on every run, so results are reproducible run to run on one machine.
+//
+// Data gradient (backward_data): cudnnConvolutionBackwardData with the forward's descriptors, so
+// it is taken w.r.t. the padded input when the padding is asymmetric; a crop kernel
+// (conv2d_pad_input_backward_data) then keeps the input's cells. Its algorithm is chosen the same
+// way (cudnnGetConvolutionBackwardDataAlgorithm_v7), once, on the first backward_data call (an
+// inference-only kernel never asks), among the deterministic FMA algorithms where there is one:
+// some data-gradient algorithms add partial sums in a run-dependent order.
 #include "kernels/cuda/conv2d.h"
 
 #include <algorithm>
@@ -50,7 +57,7 @@ class CudaConv2d : public Conv2dKernel {
     }
     weight_ = std::make_unique<CudaBuffer>(context_, weight_count());
     bias_ = std::make_unique<CudaBuffer>(context_, static_cast<size_t>(op_.out_channels));
-    if (needs_padding_) padded_input_ = std::make_unique<CudaBuffer>(context_, padded_count());
+    if (needs_padding_) padded_ = std::make_unique<CudaBuffer>(context_, padded_count());
   }
 
   ~CudaConv2d() override { destroy_descriptors(); }
@@ -70,8 +77,8 @@ class CudaConv2d : public Conv2dKernel {
     const cudaStream_t stream = context_->stream();
     const float* conv_input = x;
     if (needs_padding_) {
-      conv2d_pad_input(stream, pad_geometry_, input_[0] * input_[1], x, padded_input_->data());
-      conv_input = padded_input_->data();
+      conv2d_pad_input(stream, pad_geometry_, input_[0] * input_[1], x, padded_->data());
+      conv_input = padded_->data();
     }
     void* workspace = context_->workspace(workspace_bytes_);
     const float one = 1.0f, zero = 0.0f;
@@ -81,6 +88,27 @@ class CudaConv2d : public Conv2dKernel {
     const int64_t spatial = output_[2] * output_[3];
     conv2d_epilogue(stream, output_.numel(), op_.out_channels, spatial, has_bias_ ? bias_->data() : nullptr,
                     fusion_.residual ? residual : nullptr, fusion_.relu, y);
+  }
+
+  void backward_data(const float* dy, float* dx, bool accumulate) override {
+    VETO_CHECK(weights_set_, "CUDA conv2d: backward_data before set_weights");
+    context_->activate();
+    if (!backward_algorithm_chosen_) {
+      choose_backward_algorithm();
+      backward_algorithm_chosen_ = true;
+    }
+    void* workspace = context_->workspace(backward_workspace_bytes_);
+    // beta = 1 adds into the destination; with beta = 0 cuDNN does not read it. With asymmetric
+    // padding the destination is the padded gradient (scratch, overwritten), cropped into dx.
+    const float one = 1.0f, zero = 0.0f;
+    float* destination = needs_padding_ ? padded_->data() : dx;
+    const float* beta = !needs_padding_ && accumulate ? &one : &zero;
+    VETO_CUDNN_CHECK(cudnnConvolutionBackwardData(context_->cudnn(), &one, w_desc_, weight_->data(), y_desc_, dy,
+                                                  conv_desc_, backward_algorithm_, workspace,
+                                                  backward_workspace_bytes_, beta, x_desc_, destination));
+    if (needs_padding_)
+      conv2d_pad_input_backward_data(context_->stream(), pad_geometry_, input_[0] * input_[1], padded_->data(), dx,
+                                     accumulate);
   }
 
  private:
@@ -159,6 +187,43 @@ class CudaConv2d : public Conv2dKernel {
                                                              y_desc_, algorithm_, &workspace_bytes_));
   }
 
+  // As choose_algorithm, for the data gradient; deterministic algorithms first.
+  void choose_backward_algorithm() {
+    size_t free_bytes = 0, total_bytes = 0;
+    VETO_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const size_t limit = std::min(kMaxWorkspaceBytes, free_bytes / 2);
+    const bool default_is_fma = context_->properties().major < 8;
+
+    int max_count = 0;
+    VETO_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(context_->cudnn(), &max_count));
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(static_cast<size_t>(std::max(max_count, 1)));
+    int returned = 0;
+    VETO_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(context_->cudnn(), w_desc_, y_desc_, conv_desc_,
+                                                                 x_desc_, static_cast<int>(results.size()),
+                                                                 &returned, results.data()));
+    // Best first: the first usable deterministic one, else the first usable one at all.
+    for (bool need_deterministic : {true, false})
+      for (int i = 0; i < returned; ++i) {
+        const cudnnConvolutionBwdDataAlgoPerf_t& r = results[static_cast<size_t>(i)];
+        if (r.status != CUDNN_STATUS_SUCCESS) continue;
+        if (need_deterministic && r.determinism != CUDNN_DETERMINISTIC) continue;
+        if (!(r.mathType == CUDNN_FMA_MATH || (default_is_fma && r.mathType == CUDNN_DEFAULT_MATH))) continue;
+        size_t bytes = 0;
+        if (cudnnGetConvolutionBackwardDataWorkspaceSize(context_->cudnn(), w_desc_, y_desc_, conv_desc_, x_desc_,
+                                                         r.algo, &bytes) != CUDNN_STATUS_SUCCESS)
+          continue;
+        if (bytes > limit) continue;
+        backward_algorithm_ = r.algo;
+        backward_workspace_bytes_ = bytes;
+        return;
+      }
+    // ALGO_1 is deterministic and supports every 2-D configuration in FMA math.
+    backward_algorithm_ = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+    VETO_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(context_->cudnn(), w_desc_, y_desc_, conv_desc_,
+                                                                  x_desc_, backward_algorithm_,
+                                                                  &backward_workspace_bytes_));
+  }
+
   void destroy_descriptors() noexcept {
     if (conv_desc_) (void)cudnnDestroyConvolutionDescriptor(conv_desc_);
     if (w_desc_) (void)cudnnDestroyFilterDescriptor(w_desc_);
@@ -181,8 +246,14 @@ class CudaConv2d : public Conv2dKernel {
   cudnnConvolutionDescriptor_t conv_desc_ = nullptr;
   cudnnConvolutionFwdAlgo_t algorithm_ = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
   size_t workspace_bytes_ = 0;
+  cudnnConvolutionBwdDataAlgo_t backward_algorithm_ = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+  size_t backward_workspace_bytes_ = 0;
+  bool backward_algorithm_chosen_ = false;
 
-  std::unique_ptr<CudaBuffer> weight_, bias_, padded_input_;
+  // Padded-shape scratch (asymmetric padding only): the padded input within forward(), the
+  // gradient w.r.t. it within backward_data(); neither keeps it past the call, and both run on
+  // the one stream, so one buffer serves both.
+  std::unique_ptr<CudaBuffer> weight_, bias_, padded_;
   bool has_bias_ = false;
   bool weights_set_ = false;
 };

@@ -1,4 +1,5 @@
-// Fully connected layer: cuBLAS sgemm for x * w^T, then one kernel adding the bias.
+// Fully connected layer: cuBLAS sgemm for x * w^T, then one kernel adding the bias. The data
+// gradient is one sgemm, dy * w (operands in element_math.h's dense_backward_data_gemm).
 #include <climits>
 
 #include "kernels/cuda/cuda_check.h"
@@ -33,6 +34,23 @@ void dense_forward(cublasHandle_t cublas, cudaStream_t stream, int64_t batch, in
   const int64_t count = batch * out_features;
   dense_add_bias_kernel<<<grid_for(count), kThreadsPerBlock, 0, stream>>>(count, out_features, bias, y);
   VETO_CUDA_CHECK_LAUNCH("dense_add_bias_kernel");
+}
+
+void dense_backward_data(cublasHandle_t cublas, int64_t batch, int64_t in_features, int64_t out_features,
+                         const float* dy, const float* w, float* dx, bool accumulate) {
+  VETO_CHECK(batch > 0 && in_features > 0 && out_features > 0, "CUDA dense backward: batch ", batch,
+             ", in_features ", in_features, " and out_features ", out_features, " must all be positive");
+  VETO_CHECK(batch <= INT_MAX && in_features <= INT_MAX && out_features <= INT_MAX,
+             "CUDA dense backward: dimensions exceed cuBLAS's int range (batch ", batch, ", in ", in_features,
+             ", out ", out_features, ")");
+  const cuda_math::GemmCall call = cuda_math::dense_backward_data_gemm(batch, in_features, out_features);
+  // beta = 1 adds into dx; with beta = 0 cuBLAS does not read dx (it may hold anything).
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  VETO_CUBLAS_CHECK(cublasSgemm(cublas, call.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                call.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(call.m),
+                                static_cast<int>(call.n), static_cast<int>(call.k), &one, w,
+                                static_cast<int>(call.lda), dy, static_cast<int>(call.ldb), &beta, dx,
+                                static_cast<int>(call.ldc)));
 }
 
 }  // namespace veto::cuda

@@ -29,6 +29,18 @@ VETO_HOST_DEVICE int64_t channel_of(int64_t index, int64_t channels, int64_t spa
   return (index / spatial) % channels;
 }
 
+// Every backward kernel ends here: `accumulate` adds the gradient to what dx holds (a tensor
+// read by several nodes sums their gradients), else overwrites it without reading it (dx may
+// hold garbage then). old + value as the reference backend adds; where value is a product the
+// compiler may fuse the two into one FMA (nvcc does by default), one rounding fewer.
+VETO_HOST_DEVICE void store_gradient(float* dx, float value, bool accumulate) {
+  *dx = accumulate ? *dx + value : value;
+}
+
+// --- relu backward ------------------------------------------------------------------------------
+// The gradient passes where the output is positive (PyTorch's subgradient: 0 at 0; NaN y blocks).
+VETO_HOST_DEVICE float relu_backward_value(float y, float dy) { return y > 0.0f ? dy : 0.0f; }
+
 // --- add ------------------------------------------------------------------------------
 VETO_HOST_DEVICE float add_value(float a, float b, bool relu) {
   const float v = a + b;
@@ -40,6 +52,12 @@ VETO_HOST_DEVICE float add_value(float a, float b, bool relu) {
 VETO_HOST_DEVICE float batch_norm_value(float x, float gamma, float beta, float mean, float var, float eps) {
   const float inv_std = 1.0f / sqrtf(var + eps);
   return (x - mean) * inv_std * gamma + beta;
+}
+
+// dx = dy * batch_norm_gradient_scale: with inference statistics the op is affine in x. The
+// reference's order of operations (1 / sqrt, then times gamma).
+VETO_HOST_DEVICE float batch_norm_gradient_scale(float gamma, float var, float eps) {
+  return 1.0f / sqrtf(var + eps) * gamma;
 }
 
 // --- conv2d epilogue ------------------------------------------------------------------------
@@ -71,6 +89,17 @@ VETO_HOST_DEVICE int64_t pad_source_index(const PadGeometry& g, int64_t out_inde
   return (plane * g.in_h + h) * g.in_w + w;
 }
 
+// The backward of the padding, a crop: the flat padded index that input index `in_index` was
+// copied to. cuDNN's data gradient is taken w.r.t. the padded input; the cells that came from
+// the input are its gradient, the padding's are dropped.
+VETO_HOST_DEVICE int64_t pad_target_index(const PadGeometry& g, int64_t in_index) {
+  const int64_t plane = in_index / (g.in_h * g.in_w);
+  const int64_t rem = in_index - plane * g.in_h * g.in_w;
+  const int64_t h = rem / g.in_w + g.pad_top;
+  const int64_t w = rem % g.in_w + g.pad_left;
+  return (plane * g.out_h + h) * g.out_w + w;
+}
+
 // --- zero-pad shortcut (ResNet option A) ----------------------------------------------------
 struct ZeroPadShortcutGeometry {
   int64_t channels = 0, in_h = 0, in_w = 0;      // input (per sample)
@@ -88,6 +117,25 @@ VETO_HOST_DEVICE int64_t zero_pad_shortcut_source_index(const ZeroPadShortcutGeo
   const int64_t c = oc - g.pad_channels_before;
   if (c < 0 || c >= g.channels) return -1;
   return ((n * g.channels + c) * g.in_h + i * g.stride) * g.in_w + j * g.stride;
+}
+
+// Backward, as a gather over dx: the flat output index whose gradient input index `in_index`
+// receives, or -1 for a pixel the subsampling skipped (its gradient is 0). The inverse of
+// zero_pad_shortcut_source_index on the pixels it reads.
+VETO_HOST_DEVICE int64_t zero_pad_shortcut_gradient_source_index(const ZeroPadShortcutGeometry& g,
+                                                                 int64_t in_index) {
+  const int64_t w = in_index % g.in_w;
+  const int64_t h = (in_index / g.in_w) % g.in_h;
+  const int64_t c = (in_index / (g.in_w * g.in_h)) % g.channels;
+  const int64_t n = in_index / (g.in_w * g.in_h * g.channels);
+  if (h % g.stride != 0 || w % g.stride != 0) return -1;
+  return ((n * g.out_channels + c + g.pad_channels_before) * g.out_h + h / g.stride) * g.out_w + w / g.stride;
+}
+
+// --- global average pool backward -------------------------------------------------------------
+// Every cell of a plane gets the plane's output gradient over the cell count.
+VETO_HOST_DEVICE float global_avg_pool_gradient_value(float dy, int64_t spatial) {
+  return dy / static_cast<float>(spatial);
 }
 
 // --- average pool ---------------------------------------------------------------------------
@@ -136,6 +184,93 @@ VETO_HOST_DEVICE float max_pool_value(const AvgPoolGeometry& g, const float* pla
   return m;
 }
 
+// --- pool backward (gathers) -----------------------------------------------------------------
+// The backward kernels run one thread per input cell and sum over the outputs whose windows
+// contain it, so no two threads write one cell (no atomics, the same sum on every run).
+// Outputs [i_begin, i_end) x [j_begin, j_end) are the windows that contain cell (h, w).
+struct PoolOutputRange {
+  int64_t i_begin, i_end, j_begin, j_end;
+};
+
+// Window i covers rows [i * stride - pad, i * stride - pad + kernel): it contains row h when
+// (h + pad - kernel + 1) / stride <= i <= (h + pad) / stride, rounded inward. h + pad >= 0, so
+// only the lower bound can be negative (then it is 0).
+VETO_HOST_DEVICE int64_t pool_first_window(int64_t cell, int64_t pad, int64_t kernel, int64_t stride) {
+  const int64_t lowest = cell + pad - kernel + 1;
+  return lowest <= 0 ? 0 : (lowest + stride - 1) / stride;
+}
+VETO_HOST_DEVICE int64_t pool_windows_end(int64_t cell, int64_t pad, int64_t stride, int64_t outputs) {
+  return min_i64((cell + pad) / stride + 1, outputs);
+}
+
+VETO_HOST_DEVICE PoolOutputRange pool_windows_containing(const AvgPoolGeometry& g, int64_t h, int64_t w) {
+  PoolOutputRange r;
+  r.i_begin = pool_first_window(h, g.pad_top, g.kernel_h, g.stride_h);
+  r.i_end = pool_windows_end(h, g.pad_top, g.stride_h, g.out_h);
+  r.j_begin = pool_first_window(w, g.pad_left, g.kernel_w, g.stride_w);
+  r.j_end = pool_windows_end(w, g.pad_left, g.stride_w, g.out_w);
+  return r;
+}
+
+// Gradient at input cell (h, w) of one plane (`dy_plane`: its out_h x out_w output gradient):
+// the sum of dy / divisor over the windows containing the cell, in row-major window order
+// (the order the reference adds them in, so the sums agree bit for bit).
+VETO_HOST_DEVICE float avg_pool_gradient_value(const AvgPoolGeometry& g, const float* dy_plane, int64_t h,
+                                               int64_t w) {
+  const PoolOutputRange r = pool_windows_containing(g, h, w);
+  float sum = 0.0f;
+  for (int64_t i = r.i_begin; i < r.i_end; ++i)
+    for (int64_t j = r.j_begin; j < r.j_end; ++j) {
+      // A window containing a real cell has a divisor of at least 1.
+      const int64_t divisor = avg_pool_window(g, i, j).divisor;
+      sum += dy_plane[i * g.out_w + j] / static_cast<float>(divisor);
+    }
+  return sum;
+}
+
+// In-plane index (h * in_w + w) of the first maximum of output (i, j)'s window in row-major
+// order, or -1 for a window with no input cell. The reference's comparison exactly
+// (`best < candidate` replaces), so ties and NaNs pick the same cell.
+VETO_HOST_DEVICE int64_t max_pool_window_argmax(const AvgPoolGeometry& g, const float* plane, int64_t i,
+                                                int64_t j) {
+  const PoolWindow win = avg_pool_window(g, i, j);
+  int64_t best = -1;
+  for (int64_t h = win.h_begin; h < win.h_end; ++h)
+    for (int64_t w = win.w_begin; w < win.w_end; ++w) {
+      const int64_t at = h * g.in_w + w;
+      if (best < 0 || plane[best] < plane[at]) best = at;
+    }
+  return best;
+}
+
+// Gradient at input cell (h, w) of one plane: the dy of every window containing the cell whose
+// first maximum it is, summed in row-major window order.
+VETO_HOST_DEVICE float max_pool_gradient_value(const AvgPoolGeometry& g, const float* x_plane,
+                                               const float* dy_plane, int64_t h, int64_t w) {
+  const PoolOutputRange r = pool_windows_containing(g, h, w);
+  const int64_t cell = h * g.in_w + w;
+  float sum = 0.0f;
+  for (int64_t i = r.i_begin; i < r.i_end; ++i)
+    for (int64_t j = r.j_begin; j < r.j_end; ++j)
+      if (max_pool_window_argmax(g, x_plane, i, j) == cell) sum += dy_plane[i * g.out_w + j];
+  return sum;
+}
+
+// --- concat backward --------------------------------------------------------------------------
+// Flat dy index read by flat index `part_index` of one input's gradient: that input's channels
+// sit at [channel_offset, channel_offset + part_channels) of dy's total_channels.
+struct ConcatGeometry {
+  int64_t part_channels = 0, spatial = 0;
+  int64_t channel_offset = 0, total_channels = 0;
+};
+
+VETO_HOST_DEVICE int64_t concat_gradient_source_index(const ConcatGeometry& g, int64_t part_index) {
+  const int64_t s = part_index % g.spatial;
+  const int64_t c = (part_index / g.spatial) % g.part_channels;
+  const int64_t n = part_index / (g.spatial * g.part_channels);
+  return (n * g.total_channels + g.channel_offset + c) * g.spatial + s;
+}
+
 // Per-channel affine constants passed by value to the kernel (torchvision's transform_input
 // has 3 channels; 16 leaves room without a device buffer).
 constexpr int kMaxAffineChannels = 16;
@@ -146,6 +281,34 @@ struct ChannelAffineConstants {
 
 VETO_HOST_DEVICE float channel_affine_value(const ChannelAffineConstants& k, int64_t channel, float x) {
   return x * k.scale[channel] + k.shift[channel];
+}
+
+VETO_HOST_DEVICE float channel_affine_gradient_value(const ChannelAffineConstants& k, int64_t channel, float dy) {
+  return dy * k.scale[channel];
+}
+
+// --- dense backward (cuBLAS operand mapping) ---------------------------------------------------
+// cuBLAS is column-major; veto's matrices are row-major, and a row-major (r, c) matrix read
+// column-major is its transpose (c, r) with leading dimension c. The sgemm arguments live here
+// so the host tests can run them through a plain column-major GEMM against the reference.
+struct GemmCall {
+  bool transpose_a = false, transpose_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+};
+
+// dx (batch, in) = dy (batch, out) * w (out, in), as column-major
+// dx^T (in, batch) = w^T (in, out) * dy^T (out, batch): A = w read as is (w^T, lda = in),
+// B = dy read as is (dy^T, ldb = out), C = dx^T (ldc = in).
+VETO_HOST_DEVICE GemmCall dense_backward_data_gemm(int64_t batch, int64_t in_features, int64_t out_features) {
+  GemmCall call;
+  call.m = in_features;
+  call.n = batch;
+  call.k = out_features;
+  call.lda = in_features;
+  call.ldb = out_features;
+  call.ldc = in_features;
+  return call;
 }
 
 // --- strided reductions (global average pool, softmax) -------------------------------------
@@ -181,6 +344,40 @@ VETO_HOST_DEVICE float softmax_partial_exp_sum(const float* row, int64_t cols, i
 VETO_HOST_DEVICE void softmax_write(const float* row, float* out, int64_t cols, int64_t lane, int64_t lanes,
                                     float row_max, float exp_sum) {
   for (int64_t k = lane; k < cols; k += lanes) out[k] = expf(row[k] - row_max) / exp_sum;
+}
+
+// Softmax backward: dx = y * (dy - dot) with dot = sum(dy * y) over the row; each lane brings
+// its share of the dot product, then writes its own elements.
+VETO_HOST_DEVICE float softmax_backward_partial_dot(const float* y, const float* dy, int64_t cols, int64_t lane,
+                                                    int64_t lanes) {
+  float sum = 0.0f;
+  for (int64_t k = lane; k < cols; k += lanes) sum += dy[k] * y[k];
+  return sum;
+}
+
+VETO_HOST_DEVICE void softmax_backward_write(const float* y, const float* dy, float* dx, int64_t cols, int64_t lane,
+                                             int64_t lanes, float dot, bool accumulate) {
+  for (int64_t k = lane; k < cols; k += lanes) store_gradient(dx + k, y[k] * (dy[k] - dot), accumulate);
+}
+
+// --- attribution ------------------------------------------------------------------------------
+// One integrated-gradients step, in Captum's order of operations.
+VETO_HOST_DEVICE float interpolate_value(float baseline, float x, float alpha) {
+  return baseline + alpha * (x - baseline);
+}
+
+// One lane of a conductance channel: v = grad * (upper - lower) over its strided share of the
+// channel's `spatial` values, added to map (when not null, each element by its one lane) and
+// summed in double (the reference's accumulator), returned for the block to combine.
+VETO_HOST_DEVICE double conductance_partial_sum(const float* grad, const float* upper, const float* lower,
+                                                float* map, int64_t spatial, int64_t lane, int64_t lanes) {
+  double sum = 0.0;
+  for (int64_t k = lane; k < spatial; k += lanes) {
+    const float v = grad[k] * (upper[k] - lower[k]);
+    sum += static_cast<double>(v);
+    if (map) map[k] += v;
+  }
+  return sum;
 }
 
 }  // namespace veto::cuda_math

@@ -1,5 +1,6 @@
 // Global average pool: one block per (n, c) plane; each thread sums a strided share of the
-// plane (element_math.h), the block adds the shares and divides by H*W.
+// plane (element_math.h), the block adds the shares and divides by H*W. The backward spreads
+// each plane's gradient evenly: one thread per input cell.
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -17,6 +18,15 @@ __global__ void global_avg_pool_forward_kernel(int64_t planes, int64_t spatial, 
   }
 }
 
+// Backward: elementwise, each cell reads its plane's output gradient.
+__global__ void global_avg_pool_backward_data_kernel(int64_t count, int64_t spatial, const float* __restrict__ dy,
+                                                     float* __restrict__ dx, bool accumulate) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x)
+    cuda_math::store_gradient(dx + i, cuda_math::global_avg_pool_gradient_value(dy[i / spatial], spatial),
+                              accumulate);
+}
+
 }  // namespace
 
 void global_avg_pool_forward(cudaStream_t stream, int64_t planes, int64_t spatial, const float* x, float* y) {
@@ -25,6 +35,15 @@ void global_avg_pool_forward(cudaStream_t stream, int64_t planes, int64_t spatia
   const unsigned int blocks = static_cast<unsigned int>(planes < kMaxBlocks ? planes : kMaxBlocks);
   global_avg_pool_forward_kernel<<<blocks, reduction_threads_for(spatial), 0, stream>>>(planes, spatial, x, y);
   VETO_CUDA_CHECK_LAUNCH("global_avg_pool_forward_kernel");
+}
+
+void global_avg_pool_backward_data(cudaStream_t stream, int64_t planes, int64_t spatial, const float* dy, float* dx,
+                                   bool accumulate) {
+  const int64_t count = planes * spatial;
+  if (count <= 0) return;
+  global_avg_pool_backward_data_kernel<<<grid_for(count), kThreadsPerBlock, 0, stream>>>(count, spatial, dy, dx,
+                                                                                         accumulate);
+  VETO_CUDA_CHECK_LAUNCH("global_avg_pool_backward_data_kernel");
 }
 
 }  // namespace veto::cuda
