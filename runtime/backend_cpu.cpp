@@ -51,6 +51,59 @@ class CpuBackend : public HostBackend {
   void channel_affine_forward(const ChannelAffineOp& op, const Shape& s, const float* x, float* y) override {
     cpu::channel_affine_forward(s[0], s[1], s[2] * s[3], x, op.scale.data(), op.shift.data(), y);
   }
+
+  void batch_norm_backward_data(const BatchNormOp& op, const Shape& s, const float* dy, const float* weight,
+                                const float* var, float* dx, bool accumulate) override {
+    cpu::batch_norm_backward_data(s[0], s[1], s[2] * s[3], dy, weight, var, op.eps, dx, accumulate);
+  }
+  void relu_backward_data(int64_t count, const float* y, const float* dy, float* dx, bool accumulate) override {
+    cpu::relu_backward_data(count, y, dy, dx, accumulate);
+  }
+  void add_backward_data(int64_t count, const float* dy, float* dx, bool accumulate) override {
+    cpu::add_backward_data(count, dy, dx, accumulate);
+  }
+  void zero_pad_shortcut_backward_data(const ZeroPadShortcutOp& op, const Shape& s, const float* dy, float* dx,
+                                       bool accumulate) override {
+    cpu::zero_pad_shortcut_backward_data(op, s[0], s[1], s[2], s[3], dy, dx, accumulate);
+  }
+  void global_avg_pool_backward_data(const Shape& s, const float* dy, float* dx, bool accumulate) override {
+    cpu::global_avg_pool_backward_data(s[0], s[1], s[2] * s[3], dy, dx, accumulate);
+  }
+  void avg_pool_backward_data(const AvgPoolOp& op, const Shape& s, const float* dy, float* dx,
+                              bool accumulate) override {
+    const Shape out = infer_shape(op, {s}, "avg_pool");
+    cpu::avg_pool_backward_data(op, s[0], s[1], s[2], s[3], dy, out[2], out[3], dx, accumulate);
+  }
+  void dense_backward_data(const DenseOp& op, int64_t batch, const float* dy, const float* w, float* dx,
+                           bool accumulate) override {
+    cpu::dense_backward_data(batch, op.in_features, op.out_features, dy, w, dx, accumulate);
+  }
+  void softmax_backward_data(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx,
+                             bool accumulate) override {
+    cpu::softmax_backward_data(rows, cols, y, dy, dx, accumulate);
+  }
+  void max_pool_backward_data(const MaxPoolOp& op, const Shape& s, const float* x, const float* dy, float* dx,
+                              bool accumulate) override {
+    const Shape out = infer_shape(op, {s}, "max_pool");
+    cpu::max_pool_backward_data(op, s[0], s[1], s[2], s[3], x, dy, out[2], out[3], dx, accumulate);
+  }
+  void concat_backward_data(const Shape& part, int64_t channel_offset, int64_t total_channels, const float* dy,
+                            float* dx, bool accumulate) override {
+    cpu::concat_backward_data(part[0], part[1], part[2] * part[3], channel_offset, total_channels, dy, dx,
+                              accumulate);
+  }
+  void channel_affine_backward_data(const ChannelAffineOp& op, const Shape& s, const float* dy, float* dx,
+                                    bool accumulate) override {
+    cpu::channel_affine_backward_data(s[0], s[1], s[2] * s[3], dy, op.scale.data(), dx, accumulate);
+  }
+
+  void interpolate(int64_t count, const float* baseline, const float* x, float alpha, float* y) override {
+    cpu::interpolate(count, baseline, x, alpha, y);
+  }
+  void conductance_accumulate(int64_t channels, int64_t spatial, const float* grad, const float* upper,
+                              const float* lower, float* sums, float* map) override {
+    cpu::conductance_accumulate(channels, spatial, grad, upper, lower, sums, map);
+  }
 };
 
 }  // namespace

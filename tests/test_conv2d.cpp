@@ -3,6 +3,8 @@
 // ResNet-20 CIFAR, a 1x1 stride-2 projection, TensorFlow "same" asymmetric padding and
 // InceptionV3-like 1x7 / 7x1 / stride-2 valid / 5x5 layers with channels that are not
 // multiples of the 8-wide blocks oneDNN uses. Every fusion, with and without bias.
+// backward_data the same way against the reference transposed convolution, overwriting
+// (dx pre-filled with NaN) and accumulating (dx pre-filled with known values).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -227,6 +229,165 @@ TEST(Conv2dCpu, ResidualMayBeTheOutputBuffer) {
   expect_close(y.data(), want.data(), c.expected.numel(), kTol, kTol, "in-place residual");
 }
 
+// --- backward_data -------------------------------------------------------------------------
+
+// conv_transpose(dy, w) in double through the reference loops.
+std::vector<double> reference_backward(const ConvCase& c, const std::vector<float>& dy, const std::vector<float>& w) {
+  const std::vector<double> dyd(dy.begin(), dy.end()), wd(w.begin(), w.end());
+  std::vector<double> dx(static_cast<size_t>(c.input.numel()));
+  reference::conv2d_backward_data<double>(c.op, c.input[0], c.input[2], c.input[3], dyd.data(), wd.data(),
+                                          c.expected[2], c.expected[3], dx.data());
+  return dx;
+}
+
+// One backward_data call into a copy of `prefill` followed by guard sentinels; checks the
+// guards and that no NaN is left (with a NaN prefill that proves every element was written).
+std::vector<float> run_backward(Conv2dKernel& kernel, const ConvCase& c, const std::vector<float>& dy,
+                                const std::vector<float>& prefill, bool accumulate, const std::string& what) {
+  const int64_t n = c.input.numel();
+  std::vector<float> dx = prefill;
+  dx.resize(static_cast<size_t>(n + kGuard), std::numeric_limits<float>::quiet_NaN());
+  kernel.backward_data(dy.data(), dx.data(), accumulate);
+  for (int64_t i = n; i < n + kGuard; ++i) EXPECT_TRUE(std::isnan(dx[i])) << what << ": wrote past dx";
+  dx.resize(static_cast<size_t>(n));
+  int64_t nans = 0;
+  for (float v : dx) nans += std::isnan(v);
+  EXPECT_EQ(nans, 0) << what << ": NaN (or unwritten) gradients with " << cpu::conv2d_backward_implementation(kernel);
+  return dx;
+}
+
+// Overwrite and accumulate against the reference. The kernel's fusion must not matter:
+// backward_data is the convolution's gradient alone.
+void check_backward_case(const ConvCase& c, uint32_t seed) {
+  ASSERT_EQ(infer_shape(OpParams(c.op), {c.input}, "conv"), c.expected) << c.name;
+  const auto dy = random(c.expected.numel(), seed);
+  const auto w = random(c.op.out_channels * c.op.in_channels * c.op.kernel_h * c.op.kernel_w, seed + 1);
+  const auto bias = random(c.op.out_channels, seed + 2);
+  const auto prefill = random(c.input.numel(), seed + 3);
+  const std::vector<float> nan(static_cast<size_t>(c.input.numel()), std::numeric_limits<float>::quiet_NaN());
+  const auto want = reference_backward(c, dy, w);
+  std::vector<float> want_overwrite(want.size()), want_accumulate(want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    want_overwrite[i] = static_cast<float>(want[i]);
+    want_accumulate[i] = static_cast<float>(want[i] + prefill[i]);
+  }
+  for (bool fused : {false, true}) {
+    ConvFusion f;
+    f.relu = f.residual = fused;
+    auto kernel = cpu::make_conv2d(c.op, c.input, f);
+    kernel->set_weights(w.data(), bias.data());
+    const std::string what = c.name + " " + c.input.str() + (fused ? " (made with relu+residual)" : "");
+    const auto overwritten = run_backward(*kernel, c, dy, nan, false, what + " overwrite");
+    expect_close(overwritten.data(), want_overwrite.data(), c.input.numel(), kTol, kTol, what + " overwrite");
+    const auto accumulated = run_backward(*kernel, c, dy, prefill, true, what + " accumulate");
+    expect_close(accumulated.data(), want_accumulate.data(), c.input.numel(), kTol, kTol, what + " accumulate");
+  }
+}
+
+TEST(Conv2dCpuBackward, ResNet20CifarShapesMatchReference) {
+  const std::vector<ConvCase> cases = {
+      {"conv1 3->16", conv(3, 16, 3, 3, 1, 1, 1, 1, 1), {3, 3, 32, 32}, {3, 16, 32, 32}},
+      {"layer1 16->16", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {3, 16, 32, 32}, {3, 16, 32, 32}},
+      {"layer2.0 16->32 s2", conv(16, 32, 3, 3, 2, 1, 1, 1, 1), {3, 16, 32, 32}, {3, 32, 16, 16}},
+      {"layer2 32->32", conv(32, 32, 3, 3, 1, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 32, 16, 16}},
+      {"layer3.0 32->64 s2", conv(32, 64, 3, 3, 2, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 64, 8, 8}},
+      {"layer3 64->64", conv(64, 64, 3, 3, 1, 1, 1, 1, 1), {3, 64, 8, 8}, {3, 64, 8, 8}},
+      {"layer3 64->64 batch 1", conv(64, 64, 3, 3, 1, 1, 1, 1, 1), {1, 64, 8, 8}, {1, 64, 8, 8}},
+  };
+  uint32_t seed = 500;
+  for (const auto& c : cases) check_backward_case(c, seed += 10);
+}
+
+TEST(Conv2dCpuBackward, ProjectionAndAsymmetricPaddingMatchReference) {
+  const std::vector<ConvCase> cases = {
+      {"1x1 s2 projection 16->32", conv(16, 32, 1, 1, 2, 0, 0, 0, 0), {3, 16, 32, 32}, {3, 32, 16, 16}},
+      {"tf-same 3x3 s2 16->32", conv(16, 32, 3, 3, 2, 0, 0, 1, 1), {3, 16, 32, 32}, {3, 32, 16, 16}},
+      {"tf-same 3x3 s2 3->16", conv(3, 16, 3, 3, 2, 0, 0, 1, 1), {2, 3, 32, 32}, {2, 16, 16, 16}},
+      {"asymmetric 3x3 t1 l0 b0 r2", conv(8, 12, 3, 3, 1, 1, 0, 0, 2), {2, 8, 9, 10}, {2, 12, 8, 10}},
+      // Stride 2 where the last input row and column are read by no output (they get 0).
+      {"3x3 s2 valid on 10x10", conv(8, 8, 3, 3, 2, 0, 0, 0, 0), {2, 8, 10, 10}, {2, 8, 4, 4}},
+  };
+  uint32_t seed = 600;
+  for (const auto& c : cases) check_backward_case(c, seed += 10);
+}
+
+TEST(Conv2dCpuBackward, InceptionLikeShapesMatchReference) {
+  const std::vector<ConvCase> cases = {
+      {"1x7 pad (0,3) 35->48", conv(35, 48, 1, 7, 1, 0, 3, 0, 3), {2, 35, 17, 17}, {2, 48, 17, 17}},
+      {"7x1 pad (3,0) 48->35", conv(48, 35, 7, 1, 1, 3, 0, 3, 0), {2, 48, 17, 17}, {2, 35, 17, 17}},
+      {"3x3 s2 valid 35->48 on 35x35", conv(35, 48, 3, 3, 2, 0, 0, 0, 0), {2, 35, 35, 35}, {2, 48, 17, 17}},
+      {"3x3 s2 valid 3->35 on 35x35", conv(3, 35, 3, 3, 2, 0, 0, 0, 0), {3, 3, 35, 35}, {3, 35, 17, 17}},
+      {"5x5 pad 2 48->64", conv(48, 64, 5, 5, 1, 2, 2, 2, 2), {2, 48, 17, 17}, {2, 64, 17, 17}},
+      {"1x1 35->3", conv(35, 3, 1, 1, 1, 0, 0, 0, 0), {3, 35, 13, 13}, {3, 3, 13, 13}},
+      {"3x3 valid 3->3 odd 11x13", conv(3, 3, 3, 3, 1, 0, 0, 0, 0), {2, 3, 11, 13}, {2, 3, 9, 11}},
+      {"1x1 2048->3 on 8x8", conv(2048, 3, 1, 1, 1, 0, 0, 0, 0), {2, 2048, 8, 8}, {2, 3, 8, 8}},
+  };
+  uint32_t seed = 700;
+  for (const auto& c : cases) check_backward_case(c, seed += 10);
+}
+
+TEST(Conv2dCpuBackward, LargeBatchRunsInChunksWithASmallerTail) {
+  const std::vector<ConvCase> cases = {
+      {"layer1 16->16 batch 37", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {37, 16, 32, 32}, {37, 16, 32, 32}},
+      {"16->35 3x3 batch 21 on 33x33", conv(16, 35, 3, 3, 1, 1, 1, 1, 1), {21, 16, 33, 33}, {21, 35, 33, 33}},
+  };
+  uint32_t seed = 800;
+  for (const auto& c : cases) {
+    check_backward_case(c, seed += 10);
+    auto kernel = cpu::make_conv2d(c.op, c.input, {});
+    const auto w = random(c.op.out_channels * c.op.in_channels * 9, 1);
+    kernel->set_weights(w.data(), nullptr);
+    EXPECT_EQ(cpu::conv2d_backward_implementation(*kernel), "") << "built before the first backward_data";
+    std::vector<float> dy(static_cast<size_t>(c.expected.numel()), 1.0f), dx(static_cast<size_t>(c.input.numel()));
+    kernel->backward_data(dy.data(), dx.data(), false);
+    const std::string impl = cpu::conv2d_backward_implementation(*kernel);
+    EXPECT_NE(impl.find(" tail "), std::string::npos) << c.name << " was not split: " << impl;
+  }
+}
+
+// Mutants change the weights between calls: backward_data must use the latest set_weights,
+// whether its packed copy was made before (repacked by set_weights) or after (packed from
+// the forward's copy). Forward and backward share native buffers, so they are interleaved.
+TEST(Conv2dCpuBackward, FollowsEverySetWeightsAndInterleavesWithForward) {
+  for (const ConvCase& c : {ConvCase{"layer2 32->32", conv(32, 32, 3, 3, 1, 1, 1, 1, 1), {3, 32, 16, 16},
+                                     {3, 32, 16, 16}},
+                            ConvCase{"layer1 16->16 batch 37", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {37, 16, 32, 32},
+                                     {37, 16, 32, 32}},
+                            ConvCase{"7x1 48->35", conv(48, 35, 7, 1, 1, 3, 0, 3, 0), {2, 48, 17, 17},
+                                     {2, 35, 17, 17}}}) {
+    const int64_t wn = c.op.out_channels * c.op.in_channels * c.op.kernel_h * c.op.kernel_w;
+    const auto x = random(c.input.numel(), 21), dy = random(c.expected.numel(), 22);
+    const auto w1 = random(wn, 23), w2 = random(wn, 24), b = random(c.op.out_channels, 25);
+    ConvFusion f;
+    f.relu = true;
+    auto kernel = cpu::make_conv2d(c.op, c.input, f);
+    const std::vector<float> nan(static_cast<size_t>(c.input.numel()), std::numeric_limits<float>::quiet_NaN());
+    std::vector<float> y(static_cast<size_t>(c.expected.numel()));
+    const auto check_forward = [&](const std::vector<float>& w, const std::string& what) {
+      kernel->forward(x.data(), y.data(), nullptr);
+      const auto want = reference_epilogue(reference_conv(c, x, w, b.data()), f, {});
+      expect_close(y.data(), want.data(), c.expected.numel(), kTol, kTol, c.name + " forward " + what);
+    };
+    const auto check_backward = [&](const std::vector<float>& w, const std::string& what) {
+      const auto got = run_backward(*kernel, c, dy, nan, false, c.name + " " + what);
+      const auto want = reference_backward(c, dy, w);
+      const std::vector<float> want_f(want.begin(), want.end());
+      expect_close(got.data(), want_f.data(), c.input.numel(), kTol, kTol, c.name + " backward " + what);
+      return got;
+    };
+    kernel->set_weights(w1.data(), b.data());
+    check_forward(w1, "w1");
+    const auto g1 = check_backward(w1, "w1 (first backward: packed from the forward's copy)");
+    check_forward(w1, "w1 after backward");
+    kernel->set_weights(w2.data(), b.data());
+    const auto g2 = check_backward(w2, "w2 (repacked by set_weights)");
+    EXPECT_NE(g1, g2) << c.name << ": the gradient did not change with the weights";
+    check_forward(w2, "w2 after backward");
+    kernel->set_weights(w1.data(), nullptr);
+    EXPECT_EQ(check_backward(w1, "w1 again"), g1) << c.name << ": not the same gradient for the same weights";
+  }
+}
+
 TEST(Conv2dCpu, BadUseThrowsVetoError) {
   const Conv2dOp op = conv(16, 16, 3, 3, 1, 1, 1, 1, 1);
   EXPECT_THROW(cpu::make_conv2d(op, Shape{2, 3, 32, 32}, {}), Error);     // channel mismatch
@@ -239,10 +400,19 @@ TEST(Conv2dCpu, BadUseThrowsVetoError) {
   auto kernel = cpu::make_conv2d(op, Shape{1, 16, 8, 8}, with_residual);
   std::vector<float> x(16 * 64, 1.0f), y(16 * 64), w(16 * 16 * 9, 0.1f);
   EXPECT_THROW(kernel->forward(x.data(), y.data(), y.data()), Error);  // before set_weights
+  EXPECT_THROW(kernel->backward_data(y.data(), x.data(), false), Error);  // before set_weights
   kernel->set_weights(w.data(), nullptr);
   EXPECT_THROW(kernel->forward(x.data(), y.data(), nullptr), Error);  // residual missing
   EXPECT_THROW(kernel->forward(x.data(), x.data(), x.data()), Error);  // output overlaps input
   EXPECT_THROW(kernel->set_weights(nullptr, nullptr), Error);
+  EXPECT_THROW(kernel->backward_data(y.data(), y.data(), false), Error);  // dx overlaps dy
+  EXPECT_THROW(kernel->backward_data(nullptr, x.data(), true), Error);
+  try {
+    kernel->backward_data(y.data(), y.data() + 1, true);
+    ADD_FAILURE() << "expected veto::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv2d 16->16 3x3"), std::string::npos) << e.what();
+  }
   try {
     kernel->forward(x.data(), y.data(), nullptr);
     ADD_FAILURE() << "expected veto::Error";

@@ -1,4 +1,5 @@
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/store.h"
 
 namespace veto::cpu {
 
@@ -13,6 +14,13 @@ void add_forward(int64_t count, const float* a, const float* b, float* y, bool r
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < count; ++i) y[i] = a[i] + b[i];
   }
+}
+
+void add_backward_data(int64_t count, const float* dy, float* dx, bool accumulate) {
+  with_store(accumulate, [&](auto mode) {
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < count; ++i) store(mode, dx[i], dy[i]);
+  });
 }
 
 }  // namespace veto::cpu

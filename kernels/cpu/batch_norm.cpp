@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/store.h"
 
 namespace veto::cpu {
 
@@ -21,6 +22,23 @@ void batch_norm_forward(int64_t batch, int64_t channels, int64_t spatial, const 
 #pragma omp simd
     for (int64_t i = 0; i < spatial; ++i) yi[i] = xi[i] * s + b;
   }
+}
+
+// dx = dy * weight / sqrt(var + eps): inference statistics are constants. The scale is
+// formed in the reference's order of operations.
+void batch_norm_backward_data(int64_t batch, int64_t channels, int64_t spatial, const float* dy,
+                              const float* weight, const float* var, float eps, float* dx, bool accumulate) {
+  with_store(accumulate, [&](auto mode) {
+#pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < batch * channels; ++nc) {
+      const int64_t c = nc % channels;
+      const float s = 1.0f / std::sqrt(var[c] + eps) * weight[c];
+      const float* dyi = dy + nc * spatial;
+      float* dxi = dx + nc * spatial;
+#pragma omp simd
+      for (int64_t i = 0; i < spatial; ++i) store(mode, dxi[i], dyi[i] * s);
+    }
+  });
 }
 
 }  // namespace veto::cpu

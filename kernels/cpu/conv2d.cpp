@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <sstream>
 #include <string>
@@ -39,14 +40,15 @@ constexpr int64_t kChunkBytes = int64_t{4} << 20;
 class OneDnnConv2d final : public Conv2dKernel {
  public:
   OneDnnConv2d(const Conv2dOp& op, const Shape& input, const ConvFusion& fusion)
-      : fusion_(fusion), what_(describe(op, input, fusion)) {
+      : op_(op), input_(input), fusion_(fusion), what_(describe(op, input, fusion)) {
     VETO_CHECK(input.rank() == 4, what_, ": expected an (N,C,H,W) input");
     VETO_CHECK(input[0] > 0 && input[2] > 0 && input[3] > 0, what_, ": empty input");
     VETO_CHECK(op.in_channels > 0 && op.out_channels > 0 && op.kernel_h > 0 && op.kernel_w > 0, what_,
                ": channels and kernel sizes must be positive");
     VETO_CHECK(op.pad_top >= 0 && op.pad_left >= 0 && op.pad_bottom >= 0 && op.pad_right >= 0, what_,
                ": negative padding");
-    const Shape output = infer_shape(OpParams(op), {input}, "conv2d");  // checks channels, stride, fit
+    output_ = infer_shape(OpParams(op), {input}, "conv2d");  // checks channels, stride, fit
+    const Shape& output = output_;
     batch_ = input[0];
     image_in_ = input.numel() / batch_;
     image_out_ = output.numel() / batch_;
@@ -64,6 +66,9 @@ class OneDnnConv2d final : public Conv2dKernel {
     try {
       user_weights_.set_data_handle(const_cast<float*>(weight));  // only read by the reorder
       for (size_t i = 0; i < weights_.size(); ++i) weights_reorders_[i].execute(stream_, user_weights_, weights_[i]);
+      // Once backward_data has been used its packed weights follow every set_weights too.
+      for (size_t i = 0; i < backward_weights_.size(); ++i)
+        backward_weights_reorders_[i].execute(stream_, user_weights_, backward_weights_[i]);
       float* b = static_cast<float*>(bias_.get_data_handle());
       if (bias)
         std::memcpy(b, bias, static_cast<size_t>(out_channels_) * sizeof(float));
@@ -94,11 +99,40 @@ class OneDnnConv2d final : public Conv2dKernel {
     }
   }
 
+  void backward_data(const float* dy, float* dx, bool accumulate) override {
+    VETO_CHECK(has_weights_, what_, ": backward_data before set_weights");
+    VETO_CHECK(dy != nullptr && dx != nullptr, what_, ": null gradient");
+    VETO_CHECK(dx + batch_ * image_in_ <= dy || dy + batch_ * image_out_ <= dx, what_,
+               ": input gradient overlaps the output gradient");
+    if (backward_parts_.empty()) build_backward();
+    try {
+      for (int64_t n = 0; n < batch_;) {
+        BackwardPart& part = (batch_ - n >= backward_parts_[0].batch) ? backward_parts_[0] : backward_parts_[1];
+        run_backward(part, dy + n * image_out_, dx + n * image_in_, accumulate);
+        n += part.batch;
+      }
+      stream_.wait();
+    } catch (const dnnl::error& e) {
+      fail(what_, ": oneDNN backward_data failed: ", e.what());
+    }
+  }
+
   std::string implementation() const {
     const Part& p = parts_[0];
     std::string s = p.impl + (p.src_reorder ? " src:reorder" : " src:nchw") + (p.dst_reorder ? " dst:reorder" : " dst:nchw");
     s += " chunk " + std::to_string(p.batch);
     if (parts_.size() > 1) s += " tail " + std::to_string(parts_[1].batch) + " " + parts_[1].impl;
+    return s;
+  }
+
+  std::string backward_implementation() const {
+    if (backward_parts_.empty()) return std::string();
+    const BackwardPart& p = backward_parts_[0];
+    std::string s = p.impl + (p.dy_reorder ? " diff_dst:reorder" : " diff_dst:nchw") +
+                    (p.dx_reorder ? " diff_src:reorder" : " diff_src:nchw");
+    s += " chunk " + std::to_string(p.batch);
+    if (backward_parts_.size() > 1)
+      s += " tail " + std::to_string(backward_parts_[1].batch) + " " + backward_parts_[1].impl;
     return s;
   }
 
@@ -108,11 +142,110 @@ class OneDnnConv2d final : public Conv2dKernel {
   struct Part {
     int64_t batch = 0;
     std::string impl;
+    dnnl::convolution_forward::primitive_desc pd;  // the hint for the backward-data primitive
     dnnl::convolution_forward conv;
     memory user_src, user_dst, user_residual, src, dst;
     dnnl::reorder src_reorder, dst_reorder, residual_reorder;
     size_t weights = 0;  // index into weights_
   };
+
+  // The data-gradient twin of a Part, for the same chunk of images: dy NCHW -> native, the
+  // transposed convolution, dx native -> NCHW (or native + NCHW -> NCHW when accumulating).
+  struct BackwardPart {
+    int64_t batch = 0;
+    std::string impl;
+    dnnl::convolution_backward_data conv;
+    memory user_dy, user_dx, dy, dx;  // dx always exists: the accumulating reorder reads it
+    dnnl::reorder dy_reorder, dx_reorder, dx_accumulate;
+    size_t weights = 0;  // index into backward_weights_
+  };
+
+  void run_backward(BackwardPart& p, const float* dy, float* dx, bool accumulate) {
+    p.user_dy.set_data_handle(const_cast<float*>(dy));  // only read
+    p.user_dx.set_data_handle(dx);
+    if (p.dy_reorder) p.dy_reorder.execute(stream_, p.user_dy, p.dy);
+    const bool direct = !accumulate && !p.dx_reorder;  // the primitive writes NCHW dx itself
+    p.conv.execute(stream_, {{DNNL_ARG_DIFF_DST, p.dy_reorder ? p.dy : p.user_dy},
+                             {DNNL_ARG_WEIGHTS, backward_weights_[p.weights]},
+                             {DNNL_ARG_DIFF_SRC, direct ? p.user_dx : p.dx}});
+    if (accumulate)
+      p.dx_accumulate.execute(stream_, p.dx, p.user_dx);
+    else if (p.dx_reorder)
+      p.dx_reorder.execute(stream_, p.dx, p.user_dx);
+  }
+
+  // Built on the first backward_data call, not with the forward: most users (inference,
+  // mutant scoring) never call it, and this way they pay neither the JIT time of a second
+  // primitive nor the memory of a second packed copy of the weights. Nothing else is kept
+  // for it: the first packing reads the forward's packed weights (the caller's pointer from
+  // set_weights may be gone by now), later set_weights calls refresh both copies.
+  void build_backward() {
+    try {
+      backward_parts_.reserve(parts_.size());
+      for (size_t i = 0; i < parts_.size(); ++i)
+        backward_parts_.push_back(make_backward_part(parts_[i], i > 0 ? &backward_parts_[0] : nullptr));
+      stream_.wait();
+    } catch (const dnnl::error& e) {
+      backward_parts_.clear();  // the next call tries again from scratch
+      backward_weights_.clear();
+      backward_weights_reorders_.clear();
+      fail(what_, ": oneDNN could not build the backward-data convolution: ", e.what(), " (status ",
+           static_cast<int>(e.status), ")");
+    }
+  }
+
+  BackwardPart make_backward_part(const Part& forward, const BackwardPart* share) {
+    const memory::dims src_dims{forward.batch, input_[1], input_[2], input_[3]};
+    const memory::dims dst_dims{forward.batch, output_[1], output_[2], output_[3]};
+    const memory::dims weight_dims{op_.out_channels, op_.in_channels, op_.kernel_h, op_.kernel_w};
+    const memory::desc user_src_md(src_dims, memory::data_type::f32, tag::nchw);
+    const memory::desc user_dst_md(dst_dims, memory::data_type::f32, tag::nchw);
+    const dnnl::convolution_backward_data::desc desc(
+        dnnl::algorithm::convolution_direct, memory::desc(src_dims, memory::data_type::f32, tag::any),
+        memory::desc(weight_dims, memory::data_type::f32, tag::any),
+        memory::desc(dst_dims, memory::data_type::f32, tag::any), {op_.stride_h, op_.stride_w},
+        {op_.pad_top, op_.pad_left}, {op_.pad_bottom, op_.pad_right});
+    const dnnl::convolution_backward_data::primitive_desc pd(desc, engine_, forward.pd);
+
+    BackwardPart p;
+    p.batch = forward.batch;
+    p.impl = pd.impl_info_str();
+    p.conv = dnnl::convolution_backward_data(pd);
+    p.user_dy = memory(user_dst_md, engine_, DNNL_MEMORY_NONE);
+    p.user_dx = memory(user_src_md, engine_, DNNL_MEMORY_NONE);
+
+    p.weights = backward_weights_.size();
+    for (size_t i = 0; i < backward_weights_.size(); ++i)
+      if (backward_weights_[i].get_desc() == pd.weights_desc()) p.weights = i;
+    if (p.weights == backward_weights_.size()) {
+      backward_weights_.emplace_back(pd.weights_desc(), engine_);
+      backward_weights_reorders_.emplace_back(user_weights_, backward_weights_.back());
+      memory& packed = weights_[forward.weights];
+      dnnl::reorder(packed, backward_weights_.back()).execute(stream_, packed, backward_weights_.back());
+    }
+
+    // Native buffers borrow memory that is idle during backward_data: the main backward
+    // part's (for the tail), else the forward's native buffers of the same side (the dx
+    // side from the forward's src, the dy side from its dst), else their own.
+    const auto native = [&](const memory::desc& md, std::initializer_list<memory> candidates) {
+      for (const memory& big : candidates)
+        if (big && md.get_size() <= big.get_desc().get_size()) return memory(md, engine_, big.get_data_handle());
+      return memory(md, engine_);
+    };
+    if (pd.diff_dst_desc() != user_dst_md) {
+      p.dy = native(pd.diff_dst_desc(), {share ? share->dy : memory(), forward.dst});
+      p.dy_reorder = dnnl::reorder(p.user_dy, p.dy);
+    }
+    p.dx = native(pd.diff_src_desc(), {share ? share->dx : memory(), forward.src});
+    if (pd.diff_src_desc() != user_src_md) p.dx_reorder = dnnl::reorder(p.dx, p.user_dx);
+    // accumulate: a reorder with a sum post-op reads dx and adds the converted result.
+    dnnl::post_ops sum;
+    sum.append_sum(1.0f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(sum);
+    p.dx_accumulate = dnnl::reorder(dnnl::reorder::primitive_desc(p.dx, p.user_dx, attr));
+    return p;
+  }
 
   void run(Part& p, const float* x, float* y, const float* residual) {
     p.user_src.set_data_handle(const_cast<float*>(x));  // only read
@@ -180,6 +313,7 @@ class OneDnnConv2d final : public Conv2dKernel {
     Part p;
     p.batch = batch;
     p.impl = pd.impl_info_str();
+    p.pd = pd;
     p.conv = dnnl::convolution_forward(pd);
     p.user_src = memory(user_src_md, engine_, DNNL_MEMORY_NONE);
     p.user_dst = memory(user_dst_md, engine_, DNNL_MEMORY_NONE);
@@ -211,6 +345,8 @@ class OneDnnConv2d final : public Conv2dKernel {
     return p;
   }
 
+  Conv2dOp op_;
+  Shape input_, output_;
   ConvFusion fusion_;
   std::string what_;
   int64_t batch_ = 0, image_in_ = 0, image_out_ = 0, out_channels_ = 0;  // image_*: floats per image
@@ -224,6 +360,10 @@ class OneDnnConv2d final : public Conv2dKernel {
   memory user_weights_, bias_;
   std::vector<memory> weights_;  // packed for the primitives
   std::vector<dnnl::reorder> weights_reorders_;
+  // backward_data's (empty until its first call): the same for the backward-data primitives.
+  std::vector<BackwardPart> backward_parts_;
+  std::vector<memory> backward_weights_;
+  std::vector<dnnl::reorder> backward_weights_reorders_;
 };
 
 }  // namespace
@@ -235,6 +375,11 @@ std::unique_ptr<Conv2dKernel> make_conv2d(const Conv2dOp& op, const Shape& input
 std::string conv2d_implementation(const Conv2dKernel& kernel) {
   const auto* k = dynamic_cast<const OneDnnConv2d*>(&kernel);
   return k ? k->implementation() : std::string();
+}
+
+std::string conv2d_backward_implementation(const Conv2dKernel& kernel) {
+  const auto* k = dynamic_cast<const OneDnnConv2d*>(&kernel);
+  return k ? k->backward_implementation() : std::string();
 }
 
 }  // namespace veto::cpu

@@ -1,6 +1,7 @@
 #include <cmath>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/store.h"
 
 namespace veto::cpu {
 
@@ -16,6 +17,23 @@ void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) {
     const float inv = 1.0f / sum;
     for (int64_t c = 0; c < cols; ++c) yr[c] *= inv;
   }
+}
+
+// dx = y * (dy - sum(dy * y)) per row.
+void softmax_backward_data(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx, bool accumulate) {
+  with_store(accumulate, [&](auto mode) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* yr = y + r * cols;
+      const float* dyr = dy + r * cols;
+      float* dxr = dx + r * cols;
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t c = 0; c < cols; ++c) dot += dyr[c] * yr[c];
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) store(mode, dxr[c], yr[c] * (dyr[c] - dot));
+    }
+  });
 }
 
 }  // namespace veto::cpu
