@@ -116,28 +116,37 @@ TEST(Conductance, IntegrationPathsFollowCaptumsNodes) {
 }
 
 // On a layer every path crosses, the conductance map sums to F(x) - F(baseline) as the
-// steps grow (METHOD.md §1): within 1% at 300 steps.
+// steps grow (METHOD.md §1). A ReLU network's path integrand jumps wherever a unit switches,
+// so the error shrinks unevenly: measured on 32 records x 9 blocks at 300 steps, |delta| is
+// 0.4% of |F(x) - F(0)| on average and at most 3.3% (8% of the pairs above 1%); at 1000
+// steps all are within 0.3%. Checked here: the mean within 1%, every one within 5%.
 TEST(Conductance, CutLayersAreCompleteAt300Steps) {
   const Model m = load_model(kRepo + "/models/resnet20.safetensors");
   auto cpu = make_backend("cpu");
   ConductanceOptions o;
-  o.layers = {"conv1", "layer1.0", "layer2.0", "layer3.2"};
+  o.layers = m.graph.blocks();
+  o.layers.insert(o.layers.begin(), "conv1");
   o.steps = 300;
   ConductanceEngine engine(m, *cpu, o);
-  const Tensor x = cifar_records(m, 2);
-  const ConductanceResult r = engine.run(x.data(), 2);
+  const int64_t n = 4, layers = static_cast<int64_t>(o.layers.size());
+  const Tensor x = cifar_records(m, n);
+  const ConductanceResult r = engine.run(x.data(), n);
   Plan plan(m, *cpu, 1);
   const Tensor zero(Shape{1, 3, 32, 32});
   plan.forward(zero.data());
   const Tensor base = plan.logits();
-  for (int64_t i = 0; i < 2; ++i) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
     const int t = r.targets[static_cast<size_t>(i)];
     const double change = r.logits[i * 10 + t] - base[t];
     ASSERT_GT(std::fabs(change), 1.0);
-    for (size_t l = 0; l < o.layers.size(); ++l)
-      EXPECT_LE(std::fabs(r.delta[i * 4 + static_cast<int64_t>(l)]), 0.01 * std::fabs(change))
-          << "image " << i << " layer " << o.layers[l];
+    for (int64_t l = 0; l < layers; ++l) {
+      const double rel = std::fabs(r.delta[i * layers + l]) / std::fabs(change);
+      EXPECT_LE(rel, 0.05) << "image " << i << " layer " << o.layers[static_cast<size_t>(l)];
+      sum += rel;
+    }
   }
+  EXPECT_LE(sum / static_cast<double>(n * layers), 0.01);
 }
 
 // Rows are images x steps, cut into passes of chunk_rows: any cut gives the same numbers.
