@@ -1,7 +1,9 @@
 // The fast CPU convolution (kernels/cpu/conv2d: oneDNN, NCHW in/out) on the ResNet-20 CIFAR
 // layers at batch 32 and 256: GFLOP/s (2 x MACs per second) and images/s per layer, plus
 // all 19 convolutions of the network in order (with their fused epilogues) as one images/s
-// figure to set next to a peer's whole forward pass. Run with 2 threads on this machine.
+// figure to set next to a peer's whole forward pass; and backward_data (the data gradient,
+// as many FLOPs as the forward) on the same layers, overwriting or accumulating into dx.
+// Run with 2 threads on this machine.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -90,6 +92,28 @@ void BM_Conv2dResnet20Layer(benchmark::State& state) {
 BENCHMARK(BM_Conv2dResnet20Layer)
     ->ArgNames({"layer", "batch", "threads"})
     ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {32, 256}, {2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// One layer's backward_data: dy -> dx (same MACs as the forward; no epilogue). With
+// accumulate:1 the result is added onto dx (a tensor read by two nodes, e.g. a block input
+// feeding both the residual and the next conv).
+void BM_Conv2dBackwardData(benchmark::State& state) {
+  const Layer& l = kLayers[state.range(0)];
+  const int64_t batch = state.range(1);
+  omp_set_num_threads(static_cast<int>(state.range(2)));
+  const bool accumulate = state.range(3) != 0;
+  Prepared p = prepare(l, batch, ConvFusion{}, 1);
+  std::vector<float> dy = random(static_cast<int64_t>(p.y.size()), 5);
+  std::vector<float> dx(p.x.size(), 0.0f);
+  p.kernel->backward_data(dy.data(), dx.data(), accumulate);  // builds the primitive: not timed
+  for (auto _ : state) p.kernel->backward_data(dy.data(), dx.data(), accumulate);
+  set_counters(state, batch, static_cast<double>(p.macs));
+  state.SetLabel(std::string(l.name) + " " + cpu::conv2d_backward_implementation(*p.kernel));
+}
+BENCHMARK(BM_Conv2dBackwardData)
+    ->ArgNames({"layer", "batch", "threads", "accumulate"})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {32, 256}, {2}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
