@@ -3,6 +3,7 @@
 // LayerConductance on ResNet-20 and InceptionV3 (fixtures by weights_tools/conductance_golden.py).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -13,6 +14,7 @@
 #include "runtime/error.h"
 #include "runtime/io/npy.h"
 #include "runtime/model.h"
+#include "tests/op_test_util.h"
 
 namespace veto {
 namespace {
@@ -223,6 +225,93 @@ TEST(Conductance, BadOptionsAreErrors) {
   Tensor x = cifar_records(m, 1);
   x[5] = std::nanf("");
   EXPECT_THROW(engine.run(x.data(), 1), Error);
+}
+
+// Against captum.attr.LayerConductance (weights_tools/conductance_golden.py; Captum 0.7,
+// PyTorch 1.13, computed in float64): per image and layer the channel means agree within
+// relative L2 1e-4, and the convergence deltas within 1e-3 (relative, at least absolute).
+// The paper rule's golden is Captum's reversed path (inputs = baseline, baselines = x,
+// trapezoid), negated.
+// A 10-step Riemann sum over a ReLU network is discontinuous in its input: where a
+// pre-activation at one of the path's points lies within rounding of 0, a float32 engine may
+// switch that unit on or off relative to float64, and every gradient below it moves. The
+// golden script measures this per image and layer (the larger change under a 1e-7 relative
+// input perturbation in float64 and in float32 Captum: *_conditioning.npy); where that
+// exceeds 1e-5 the value is ill-posed at float32 and veto must only agree within 3x what
+// Captum's own float32 run shows. Most values are well-posed; the test checks that too.
+// `kinked`: images where veto's own float32 rounding (BN folded, oneDNN's summation order)
+// switches a unit that neither probe does; they are held to 5e-2 only, the size of the
+// deviations the probes show on the same fixture.
+void expect_matches_captum(const std::string& model_file, const std::string& inputs_file, int64_t images,
+                           const std::string& stem, double min_well_posed, const std::vector<int64_t>& kinked = {}) {
+  const Model m = load_model(model_file);
+  const Tensor inputs = read_npy(inputs_file);
+  auto cpu = make_backend("cpu");
+  const Tensor targets = read_npy(kData + "/golden/conductance_" + stem + "_targets.npy");
+  int64_t pairs = 0, well_posed = 0;
+  for (ConductanceRule rule : {ConductanceRule::Paper, ConductanceRule::RiemannTrapezoid, ConductanceRule::GaussLegendre}) {
+    const std::string name = conductance_rule_name(rule), golden = kData + "/golden/conductance_" + stem + "_" + name;
+    const Tensor want = read_npy(golden + ".npy");
+    const Tensor want_delta = read_npy(golden + "_delta.npy");
+    const Tensor conditioning = read_npy(golden + "_conditioning.npy");
+    ConductanceOptions o;
+    o.layers = m.graph.blocks();
+    o.rule = rule;
+    o.steps = 10;
+    ConductanceEngine engine(m, *cpu, o);
+    const ConductanceResult r = engine.run(inputs.data(), images);
+    const int64_t features = want.shape()[1], layers = static_cast<int64_t>(o.layers.size());
+    ASSERT_EQ(conditioning.shape(), (Shape{images, layers}));
+    for (int64_t i = 0; i < images; ++i) {
+      EXPECT_EQ(r.targets[static_cast<size_t>(i)], static_cast<int>(targets[i])) << stem << " image " << i;
+      int64_t at = 0;
+      for (int64_t l = 0; l < layers; ++l) {
+        const int64_t c = r.conductance[l].shape()[1];
+        double d = 0, w = 0;
+        for (int64_t k = 0; k < c; ++k) {
+          const double got = r.conductance[l][i * c + k], ref = want[i * features + at + k];
+          d += (got - ref) * (got - ref);
+          w += ref * ref;
+        }
+        at += c;
+        const double cond = conditioning[i * layers + l];
+        const std::string where = stem + " " + name + " image " + std::to_string(i) + " layer " + o.layers[l] +
+                                  " (conditioning " + std::to_string(cond) + ")";
+        if (std::find(kinked.begin(), kinked.end(), i) != kinked.end()) {
+          EXPECT_LE(std::sqrt(d / w), 5e-2) << where;
+          continue;
+        }
+        const bool posed = cond <= 1e-5;
+        ++pairs;
+        well_posed += posed;
+        EXPECT_LE(std::sqrt(d / w), posed ? 1e-4 : 3 * cond) << where;
+        if (posed) {
+          const double got_delta = r.delta[i * layers + l], ref_delta = want_delta[i * layers + l];
+          EXPECT_NEAR(got_delta, ref_delta, 1e-3 * std::max(1.0, std::fabs(ref_delta))) << where << ": delta";
+        }
+      }
+      EXPECT_EQ(at, features);
+    }
+  }
+  EXPECT_GE(static_cast<double>(well_posed), min_well_posed * static_cast<double>(pairs))
+      << stem << ": only " << well_posed << " of " << pairs << " golden values are well-posed";
+}
+
+TEST(Conductance, MatchesCaptumOnResnet20) {
+  expect_matches_captum(kRepo + "/models/resnet20.safetensors", kData + "/golden/resnet20_inputs_0-7.npy", 4,
+                        "resnet20", 0.85);
+}
+
+// The Keras fixture (3x3 maps and few channels at d = 8) is kink-bound: its second image's
+// values are nearly all ill-posed by the probes (so held to 3x their deviation), and its
+// first image is the kinked case (measured: veto differs from the golden by 1-3.5% on 13 of
+// its 33 layer x rule values; Captum's float32 run differs from it by up to 3.5% and a 1e-7
+// input perturbation by up to 4.7%). The strict checks are ResNet-20 and torchvision's.
+TEST(Conductance, MatchesCaptumOnInceptionV3) {
+  const std::string tv = "inception_v3_torchvision_w8", keras = "inception_v3_keras_w8";
+  expect_matches_captum(kData + "/" + tv + ".safetensors", kData + "/golden/" + tv + "_inputs.npy", 2, tv, 0.8);
+  expect_matches_captum(kData + "/" + keras + ".safetensors", kData + "/golden/" + keras + "_inputs.npy", 2, keras,
+                        0.0, {0});
 }
 
 }  // namespace
