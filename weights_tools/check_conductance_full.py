@@ -19,12 +19,12 @@
    (N, 11) deltas = sum over the layer's neurons - (F(x) - F(0))):
      OUT/captum_<dtype>_R.npy, OUT/captum_<dtype>_R_delta.npy
          Captum LayerConductance exactly as conductance_golden.py calls it, with the model
-         in --captum-dtype (default float32: about 10 min for 3 rules x 11 layers on 2 cores;
-         float64 takes about 90 min there: torch has no fast float64 CPU convolution)
+         in --captum-dtype (default float32: ~30 s a rule for 2 photos on 2 idle cores;
+         float64 takes roughly 45-60 min for 3 rules: torch has no fast float64 CPU convolution)
      OUT/reimpl_float64_R.npy, OUT/reimpl_float64_R_delta.npy   (unless --no-float64-reference)
          the float64 re-implementation of conductance_golden.direct_conductance on Captum's
          own path points (one forward + one backward per point for all 11 layers at once;
-         it equals Captum in float64 to ~1e-16 on the committed w8 fixtures); ~3 min a rule
+         it equals Captum in float64 to ~1e-16 on the committed w8 fixtures); ~75 s a rule
      OUT/targets.npy (N,) float32, OUT/logits.npy (N,1000) float32 (the float64 model's)
    --reuse skips steps 1-2 for files already there.
 3. With --veto PATH (the binary, or a folder holding `veto`), per rule:
