@@ -101,6 +101,46 @@ std::vector<float> run_fast(const ConvCase& c, const ConvFusion& f, const std::v
   return y;
 }
 
+// Shapes from the real models, shared by the forward and backward_data tests.
+std::vector<ConvCase> resnet20_cases() {
+  return {
+      {"conv1 3->16", conv(3, 16, 3, 3, 1, 1, 1, 1, 1), {3, 3, 32, 32}, {3, 16, 32, 32}},
+      {"layer1 16->16", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {3, 16, 32, 32}, {3, 16, 32, 32}},
+      {"layer2.0 16->32 s2", conv(16, 32, 3, 3, 2, 1, 1, 1, 1), {3, 16, 32, 32}, {3, 32, 16, 16}},
+      {"layer2 32->32", conv(32, 32, 3, 3, 1, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 32, 16, 16}},
+      {"layer3.0 32->64 s2", conv(32, 64, 3, 3, 2, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 64, 8, 8}},
+      {"layer3 64->64", conv(64, 64, 3, 3, 1, 1, 1, 1, 1), {3, 64, 8, 8}, {3, 64, 8, 8}},
+      {"layer3 64->64 batch 1", conv(64, 64, 3, 3, 1, 1, 1, 1, 1), {1, 64, 8, 8}, {1, 64, 8, 8}},
+  };}
+
+std::vector<ConvCase> asymmetric_cases() {
+  return {
+      {"1x1 s2 projection 16->32", conv(16, 32, 1, 1, 2, 0, 0, 0, 0), {3, 16, 32, 32}, {3, 32, 16, 16}},
+      {"tf-same 3x3 s2 16->32", conv(16, 32, 3, 3, 2, 0, 0, 1, 1), {3, 16, 32, 32}, {3, 32, 16, 16}},
+      {"tf-same 3x3 s2 3->16", conv(3, 16, 3, 3, 2, 0, 0, 1, 1), {2, 3, 32, 32}, {2, 16, 16, 16}},
+      {"asymmetric 3x3 t1 l0 b0 r2", conv(8, 12, 3, 3, 1, 1, 0, 0, 2), {2, 8, 9, 10}, {2, 12, 8, 10}},
+      // Stride 2 where the last input row and column are read by no output (they get 0).
+      {"3x3 s2 valid on 10x10", conv(8, 8, 3, 3, 2, 0, 0, 0, 0), {2, 8, 10, 10}, {2, 8, 4, 4}},
+  };}
+
+std::vector<ConvCase> inception_cases() {
+  return {
+      {"1x7 pad (0,3) 35->48", conv(35, 48, 1, 7, 1, 0, 3, 0, 3), {2, 35, 17, 17}, {2, 48, 17, 17}},
+      {"7x1 pad (3,0) 48->35", conv(48, 35, 7, 1, 1, 3, 0, 3, 0), {2, 48, 17, 17}, {2, 35, 17, 17}},
+      {"3x3 s2 valid 35->48 on 35x35", conv(35, 48, 3, 3, 2, 0, 0, 0, 0), {2, 35, 35, 35}, {2, 48, 17, 17}},
+      {"3x3 s2 valid 3->35 on 35x35", conv(3, 35, 3, 3, 2, 0, 0, 0, 0), {3, 3, 35, 35}, {3, 35, 17, 17}},
+      {"5x5 pad 2 48->64", conv(48, 64, 5, 5, 1, 2, 2, 2, 2), {2, 48, 17, 17}, {2, 64, 17, 17}},
+      {"1x1 35->3", conv(35, 3, 1, 1, 1, 0, 0, 0, 0), {3, 35, 13, 13}, {3, 3, 13, 13}},
+      {"3x3 valid 3->3 odd 11x13", conv(3, 3, 3, 3, 1, 0, 0, 0, 0), {2, 3, 11, 13}, {2, 3, 9, 11}},
+      {"1x1 2048->3 on 8x8", conv(2048, 3, 1, 1, 1, 0, 0, 0, 0), {2, 2048, 8, 8}, {2, 3, 8, 8}},
+  };}
+
+std::vector<ConvCase> chunked_cases() {
+  return {
+      {"layer1 16->16 batch 37", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {37, 16, 32, 32}, {37, 16, 32, 32}},
+      {"16->35 3x3 batch 21 on 33x33", conv(16, 35, 3, 3, 1, 1, 1, 1, 1), {21, 16, 33, 33}, {21, 35, 33, 33}},
+  };}
+
 // Every fusion, with and without bias, against the reference.
 void check_case(const ConvCase& c, uint32_t seed) {
   ASSERT_EQ(c.input.rank(), 4);
@@ -125,41 +165,22 @@ void check_case(const ConvCase& c, uint32_t seed) {
 }
 
 TEST(Conv2dCpu, ResNet20CifarShapesMatchReference) {
-  const std::vector<ConvCase> cases = {
-      {"conv1 3->16", conv(3, 16, 3, 3, 1, 1, 1, 1, 1), {3, 3, 32, 32}, {3, 16, 32, 32}},
-      {"layer1 16->16", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {3, 16, 32, 32}, {3, 16, 32, 32}},
-      {"layer2.0 16->32 s2", conv(16, 32, 3, 3, 2, 1, 1, 1, 1), {3, 16, 32, 32}, {3, 32, 16, 16}},
-      {"layer2 32->32", conv(32, 32, 3, 3, 1, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 32, 16, 16}},
-      {"layer3.0 32->64 s2", conv(32, 64, 3, 3, 2, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 64, 8, 8}},
-      {"layer3 64->64", conv(64, 64, 3, 3, 1, 1, 1, 1, 1), {3, 64, 8, 8}, {3, 64, 8, 8}},
-      {"layer3 64->64 batch 1", conv(64, 64, 3, 3, 1, 1, 1, 1, 1), {1, 64, 8, 8}, {1, 64, 8, 8}},
-  };
+  const std::vector<ConvCase> cases = resnet20_cases();
+
   uint32_t seed = 100;
   for (const auto& c : cases) check_case(c, seed += 10);
 }
 
 TEST(Conv2dCpu, ProjectionAndAsymmetricPaddingMatchReference) {
-  const std::vector<ConvCase> cases = {
-      {"1x1 s2 projection 16->32", conv(16, 32, 1, 1, 2, 0, 0, 0, 0), {3, 16, 32, 32}, {3, 32, 16, 16}},
-      // TensorFlow "same" with stride 2 on an even size pads only after: 32 -> 16.
-      {"tf-same 3x3 s2 16->32", conv(16, 32, 3, 3, 2, 0, 0, 1, 1), {3, 16, 32, 32}, {3, 32, 16, 16}},
-      {"tf-same 3x3 s2 3->16", conv(3, 16, 3, 3, 2, 0, 0, 1, 1), {2, 3, 32, 32}, {2, 16, 16, 16}},
-      {"asymmetric 3x3 t1 l0 b0 r2", conv(8, 12, 3, 3, 1, 1, 0, 0, 2), {2, 8, 9, 10}, {2, 12, 8, 10}},
-  };
+  const std::vector<ConvCase> cases = asymmetric_cases();
+
   uint32_t seed = 200;
   for (const auto& c : cases) check_case(c, seed += 10);
 }
 
 TEST(Conv2dCpu, InceptionLikeShapesMatchReference) {
-  const std::vector<ConvCase> cases = {
-      {"1x7 pad (0,3) 35->48", conv(35, 48, 1, 7, 1, 0, 3, 0, 3), {2, 35, 17, 17}, {2, 48, 17, 17}},
-      {"7x1 pad (3,0) 48->35", conv(48, 35, 7, 1, 1, 3, 0, 3, 0), {2, 48, 17, 17}, {2, 35, 17, 17}},
-      {"3x3 s2 valid 35->48 on 35x35", conv(35, 48, 3, 3, 2, 0, 0, 0, 0), {2, 35, 35, 35}, {2, 48, 17, 17}},
-      {"3x3 s2 valid 3->35 on 35x35", conv(3, 35, 3, 3, 2, 0, 0, 0, 0), {3, 3, 35, 35}, {3, 35, 17, 17}},
-      {"5x5 pad 2 48->64", conv(48, 64, 5, 5, 1, 2, 2, 2, 2), {2, 48, 17, 17}, {2, 64, 17, 17}},
-      {"1x1 35->3", conv(35, 3, 1, 1, 1, 0, 0, 0, 0), {3, 35, 13, 13}, {3, 3, 13, 13}},
-      {"3x3 valid 3->3 odd 11x13", conv(3, 3, 3, 3, 1, 0, 0, 0, 0), {2, 3, 11, 13}, {2, 3, 9, 11}},
-  };
+  const std::vector<ConvCase> cases = inception_cases();
+
   uint32_t seed = 300;
   for (const auto& c : cases) check_case(c, seed += 10);
 }
@@ -167,10 +188,8 @@ TEST(Conv2dCpu, InceptionLikeShapesMatchReference) {
 // Large batches run in chunks of a few MB of activations, the last chunk smaller: both
 // primitives (and the shared packed weights and buffers) must agree with the reference.
 TEST(Conv2dCpu, LargeBatchRunsInChunksWithASmallerTail) {
-  const std::vector<ConvCase> cases = {
-      {"layer1 16->16 batch 37", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {37, 16, 32, 32}, {37, 16, 32, 32}},
-      {"16->35 3x3 batch 21 on 33x33", conv(16, 35, 3, 3, 1, 1, 1, 1, 1), {21, 16, 33, 33}, {21, 35, 33, 33}},
-  };
+  const std::vector<ConvCase> cases = chunked_cases();
+
   uint32_t seed = 400;
   for (const auto& c : cases) {
     check_case(c, seed += 10);
@@ -285,52 +304,29 @@ void check_backward_case(const ConvCase& c, uint32_t seed) {
 }
 
 TEST(Conv2dCpuBackward, ResNet20CifarShapesMatchReference) {
-  const std::vector<ConvCase> cases = {
-      {"conv1 3->16", conv(3, 16, 3, 3, 1, 1, 1, 1, 1), {3, 3, 32, 32}, {3, 16, 32, 32}},
-      {"layer1 16->16", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {3, 16, 32, 32}, {3, 16, 32, 32}},
-      {"layer2.0 16->32 s2", conv(16, 32, 3, 3, 2, 1, 1, 1, 1), {3, 16, 32, 32}, {3, 32, 16, 16}},
-      {"layer2 32->32", conv(32, 32, 3, 3, 1, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 32, 16, 16}},
-      {"layer3.0 32->64 s2", conv(32, 64, 3, 3, 2, 1, 1, 1, 1), {3, 32, 16, 16}, {3, 64, 8, 8}},
-      {"layer3 64->64", conv(64, 64, 3, 3, 1, 1, 1, 1, 1), {3, 64, 8, 8}, {3, 64, 8, 8}},
-      {"layer3 64->64 batch 1", conv(64, 64, 3, 3, 1, 1, 1, 1, 1), {1, 64, 8, 8}, {1, 64, 8, 8}},
-  };
+  const std::vector<ConvCase> cases = resnet20_cases();
+
   uint32_t seed = 500;
   for (const auto& c : cases) check_backward_case(c, seed += 10);
 }
 
 TEST(Conv2dCpuBackward, ProjectionAndAsymmetricPaddingMatchReference) {
-  const std::vector<ConvCase> cases = {
-      {"1x1 s2 projection 16->32", conv(16, 32, 1, 1, 2, 0, 0, 0, 0), {3, 16, 32, 32}, {3, 32, 16, 16}},
-      {"tf-same 3x3 s2 16->32", conv(16, 32, 3, 3, 2, 0, 0, 1, 1), {3, 16, 32, 32}, {3, 32, 16, 16}},
-      {"tf-same 3x3 s2 3->16", conv(3, 16, 3, 3, 2, 0, 0, 1, 1), {2, 3, 32, 32}, {2, 16, 16, 16}},
-      {"asymmetric 3x3 t1 l0 b0 r2", conv(8, 12, 3, 3, 1, 1, 0, 0, 2), {2, 8, 9, 10}, {2, 12, 8, 10}},
-      // Stride 2 where the last input row and column are read by no output (they get 0).
-      {"3x3 s2 valid on 10x10", conv(8, 8, 3, 3, 2, 0, 0, 0, 0), {2, 8, 10, 10}, {2, 8, 4, 4}},
-  };
+  const std::vector<ConvCase> cases = asymmetric_cases();
+
   uint32_t seed = 600;
   for (const auto& c : cases) check_backward_case(c, seed += 10);
 }
 
 TEST(Conv2dCpuBackward, InceptionLikeShapesMatchReference) {
-  const std::vector<ConvCase> cases = {
-      {"1x7 pad (0,3) 35->48", conv(35, 48, 1, 7, 1, 0, 3, 0, 3), {2, 35, 17, 17}, {2, 48, 17, 17}},
-      {"7x1 pad (3,0) 48->35", conv(48, 35, 7, 1, 1, 3, 0, 3, 0), {2, 48, 17, 17}, {2, 35, 17, 17}},
-      {"3x3 s2 valid 35->48 on 35x35", conv(35, 48, 3, 3, 2, 0, 0, 0, 0), {2, 35, 35, 35}, {2, 48, 17, 17}},
-      {"3x3 s2 valid 3->35 on 35x35", conv(3, 35, 3, 3, 2, 0, 0, 0, 0), {3, 3, 35, 35}, {3, 35, 17, 17}},
-      {"5x5 pad 2 48->64", conv(48, 64, 5, 5, 1, 2, 2, 2, 2), {2, 48, 17, 17}, {2, 64, 17, 17}},
-      {"1x1 35->3", conv(35, 3, 1, 1, 1, 0, 0, 0, 0), {3, 35, 13, 13}, {3, 3, 13, 13}},
-      {"3x3 valid 3->3 odd 11x13", conv(3, 3, 3, 3, 1, 0, 0, 0, 0), {2, 3, 11, 13}, {2, 3, 9, 11}},
-      {"1x1 2048->3 on 8x8", conv(2048, 3, 1, 1, 1, 0, 0, 0, 0), {2, 2048, 8, 8}, {2, 3, 8, 8}},
-  };
+  const std::vector<ConvCase> cases = inception_cases();
+
   uint32_t seed = 700;
   for (const auto& c : cases) check_backward_case(c, seed += 10);
 }
 
 TEST(Conv2dCpuBackward, LargeBatchRunsInChunksWithASmallerTail) {
-  const std::vector<ConvCase> cases = {
-      {"layer1 16->16 batch 37", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {37, 16, 32, 32}, {37, 16, 32, 32}},
-      {"16->35 3x3 batch 21 on 33x33", conv(16, 35, 3, 3, 1, 1, 1, 1, 1), {21, 16, 33, 33}, {21, 35, 33, 33}},
-  };
+  const std::vector<ConvCase> cases = chunked_cases();
+
   uint32_t seed = 800;
   for (const auto& c : cases) {
     check_backward_case(c, seed += 10);
