@@ -1,6 +1,7 @@
-// Layer conductance (integrated gradients through hidden layers, METHOD.md §1) for many
-// layers at once: every interpolation step of a batch of images runs as rows of one
-// forward + backward plan, and one backward serves every target layer.
+// Layer conductance (integrated gradients through hidden layers; the math is in the README
+// under `veto attribute`) for many layers at once: every interpolation step of a batch of
+// images runs as rows of one forward + backward plan, and one backward serves every target
+// layer.
 #pragma once
 
 #include <map>

@@ -1,6 +1,6 @@
-// veto attribute: layer conductance of every input at the chosen layers (METHOD.md §1), all
-// layers from one fused pass per batch; writes the per-channel features, predictions,
-// logits and convergence deltas, and optionally PNG pictures of the maps.
+// veto attribute: layer conductance of every input at the chosen layers (the README gives
+// the math), all layers from one fused pass per batch; writes the per-channel features,
+// predictions, logits and convergence deltas, and optionally PNG pictures of the maps.
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -61,8 +61,9 @@ int cmd_attribute(const std::vector<std::string>& words) {
     std::cout << args.help(
         "--model M (--data CIFAR.bin | --input FILE...) [--layers L...|all] [options]",
         "Layer conductance of every input: per layer and channel, the integrated gradient of the\n"
-        "target logit through the layer, averaged over H,W (METHOD.md in the repository). Every\n"
-        "step and every layer come from one forward + backward pass per chunk of images x steps.\n"
+        "target logit through the layer, averaged over H,W (paper rule: sum over k = 1..n of\n"
+        "dF/dA(x_k) * (A(x_k) - A(x_k-1)), x_k = b + k/n (x - b)). Every step and every layer\n"
+        "come from one forward + backward pass per chunk of images x steps.\n"
         "delta = sum of a layer's conductance map - (F(x) - F(baseline)): near 0 for a layer\n"
         "every path crosses (a block output), given enough steps.");
     return 0;
