@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -206,6 +207,49 @@ void save_model(const Model& model, const std::string& path) {
     file.tensors.push_back(make_f32(v.name, Tensor(v.shape, std::vector<float>(p, p + v.shape.numel()))));
   }
   write_safetensors(path, file);
+}
+
+namespace {
+
+struct Fnv1a64 {
+  uint64_t state = 14695981039346656037ull;
+  void bytes(const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) state = (state ^ p[i]) * 1099511628211ull;
+  }
+  // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+  void text(const std::string& s) {
+    const uint64_t n = s.size();
+    bytes(&n, sizeof n);
+    bytes(s.data(), s.size());
+  }
+  void shape(const Shape& s) { text(s.str()); }
+};
+
+}  // namespace
+
+std::string model_fingerprint(const Model& model) {
+  Fnv1a64 h;
+  h.text(model.arch);
+  for (const char* key : {"variant", "transform_input", "width_divisor"}) {
+    auto it = model.metadata.find(key);
+    h.text(it == model.metadata.end() ? std::string() : it->second);
+  }
+  for (const Node& n : model.graph.nodes()) {
+    h.text(n.name);
+    h.text(op_name(n.op));
+    h.shape(n.shape);
+  }
+  h.text(preprocess_json(model.preprocess).dump());
+  for (const std::string& c : model.classes) h.text(c);
+  for (const ParamArena::View& v : model.params.views()) {
+    h.text(v.name);
+    h.shape(v.shape);
+    h.bytes(model.params.data() + v.offset, static_cast<size_t>(v.shape.numel()) * sizeof(float));
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h.state));
+  return std::string("fnv1a64:") + hex;
 }
 
 }  // namespace veto

@@ -33,6 +33,14 @@ Model parse_model(const SafetensorsFile& file, const std::string& source);
 // Writes `model` as a veto model file (safetensors), atomically.
 void save_model(const Model& model, const std::string& path);
 
+// What a model computes, as "fnv1a64:<16 hex digits>": FNV-1a (64-bit) over its arch, the
+// metadata that shapes the graph (variant, transform_input, width_divisor), every node's
+// name, op and shape, the preprocessing, the class names, and every parameter's name, shape
+// and values. Files derived from a model (conductance features, ...) record it, so one made
+// for another model or other weights is recognized; provenance and licence text do not
+// count. It guards against mixing up files, not against forgery (not a cryptographic hash).
+std::string model_fingerprint(const Model& model);
+
 // The bundled model names and where bundled models are searched.
 std::vector<std::string> bundled_model_names();
 

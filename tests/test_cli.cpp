@@ -267,6 +267,7 @@ TEST(Cli, AttributeWritesFeaturesPredictionsAndMaps) {
   const SafetensorsFile f = read_safetensors(st.string());
   EXPECT_EQ(f.metadata.at("format"), "veto-conductance/1");
   EXPECT_EQ(f.metadata.at("rule"), "paper");
+  EXPECT_EQ(f.metadata.at("model_fingerprint").rfind("fnv1a64:", 0), 0u);
   EXPECT_EQ(f.get("conductance.layer3.2").shape, (Shape{3, 64}));
   EXPECT_EQ(f.get("delta").shape, (Shape{3, 9}));
   const auto predictions = f.get("prediction").to_int64();

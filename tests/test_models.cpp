@@ -232,5 +232,26 @@ TEST(ModelFile, TensorsAreCheckedInOrderBeforeTheArenaExists) {
   EXPECT_EQ(model_error(inception).rfind("m.safetensors: missing tensor '", 0), 0u) << model_error(inception);
 }
 
+// The fingerprint derived files record: the same for the same model, different for other
+// weights, another variant of the graph or other class names.
+TEST(ModelFile, FingerprintIdentifiesWeightsGraphAndClasses) {
+  const Model a = load_model(kResnet20);
+  const std::string fa = model_fingerprint(a);
+  ASSERT_EQ(fa.size(), std::string("fnv1a64:").size() + 16) << fa;
+  EXPECT_EQ(fa.rfind("fnv1a64:", 0), 0u) << fa;
+  EXPECT_EQ(model_fingerprint(load_model(kResnet20)), fa);
+  Model b = load_model(kResnet20);
+  b.params.get("layer2.1.conv1.weight")[7] += 1e-6f;
+  EXPECT_NE(model_fingerprint(b), fa);
+  Model c = load_model(kResnet20);
+  std::swap(c.classes[0], c.classes[1]);
+  EXPECT_NE(model_fingerprint(c), fa);
+  Model d = load_model(kResnet20);
+  d.metadata["license"] = "another licence text";
+  EXPECT_EQ(model_fingerprint(d), fa);
+  EXPECT_NE(model_fingerprint(load_model(kData + "/inception_v3_torchvision_w8.safetensors")),
+            model_fingerprint(load_model(kData + "/inception_v3_keras_w8.safetensors")));
+}
+
 }  // namespace
 }  // namespace veto

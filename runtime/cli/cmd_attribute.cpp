@@ -179,6 +179,7 @@ int cmd_attribute(const std::vector<std::string>& words) {
     file.metadata["format"] = "veto-conductance/1";
     file.metadata["model"] = model.source;
     file.metadata["arch"] = model.arch;
+    file.metadata["model_fingerprint"] = model_fingerprint(model);
     if (model.metadata.count("source_sha256")) file.metadata["model_source_sha256"] = model.metadata.at("source_sha256");
     file.metadata["rule"] = conductance_rule_name(options.rule);
     file.metadata["steps"] = std::to_string(options.steps);
