@@ -189,28 +189,33 @@ TEST(CudaHostKernels, Conv2dAsymmetricPaddingAsExplicitPadPlusSymmetric) {
   }
 }
 
+// ResNet option-A shortcut cases (forward and backward): channels, input size, stride, zero
+// channels before and after.
+struct ZeroPadCase {
+  int64_t channels, h, w, stride, before, after;
+};
+const ZeroPadCase kZeroPadCases[] = {{16, 32, 32, 2, 8, 8}, {3, 7, 7, 2, 1, 2}, {5, 6, 5, 3, 0, 4}, {4, 5, 5, 1, 2, 0}};
+
+cm::ZeroPadShortcutGeometry zero_pad_geometry(const ZeroPadCase& k) {
+  cm::ZeroPadShortcutGeometry g;
+  g.channels = k.channels;
+  g.in_h = k.h;
+  g.in_w = k.w;
+  g.out_channels = k.channels + k.before + k.after;
+  g.out_h = (k.h + k.stride - 1) / k.stride;
+  g.out_w = (k.w + k.stride - 1) / k.stride;
+  g.stride = k.stride;
+  g.pad_channels_before = k.before;
+  return g;
+}
+
 TEST(CudaHostKernels, ZeroPadShortcutIndexMappingMatchesReference) {
-  struct Case {
-    int64_t channels, h, w, stride, before, after;
-  };
-  const Case cases[] = {{16, 32, 32, 2, 8, 8}, {3, 7, 7, 2, 1, 2}, {5, 6, 5, 3, 0, 4}, {4, 5, 5, 1, 2, 0}};
-  for (const Case& k : cases) {
+  for (const ZeroPadCase& k : kZeroPadCases) {
     SCOPED_TRACE(testing::Message() << "channels " << k.channels << " input " << k.h << "x" << k.w << " stride "
                                     << k.stride);
-    ZeroPadShortcutOp op;
-    op.stride = k.stride;
-    op.pad_channels_before = k.before;
-    op.pad_channels_after = k.after;
+    const ZeroPadShortcutOp op{k.stride, k.before, k.after};
     const int64_t batch = 3;
-    cm::ZeroPadShortcutGeometry g;
-    g.channels = k.channels;
-    g.in_h = k.h;
-    g.in_w = k.w;
-    g.out_channels = k.channels + k.before + k.after;
-    g.out_h = (k.h + k.stride - 1) / k.stride;
-    g.out_w = (k.w + k.stride - 1) / k.stride;
-    g.stride = k.stride;
-    g.pad_channels_before = k.before;
+    const cm::ZeroPadShortcutGeometry g = zero_pad_geometry(k);
     const std::vector<float> x = random_values(batch * k.channels * k.h * k.w, 15);
     const int64_t out_count = batch * g.out_channels * g.out_h * g.out_w;
     std::vector<float> want(out_count), got(out_count);
@@ -438,27 +443,12 @@ TEST(CudaHostKernels, ChannelAffineBackwardMatchesReference) {
 }
 
 TEST(CudaHostKernels, ZeroPadShortcutBackwardGatherMatchesReference) {
-  struct Case {
-    int64_t channels, h, w, stride, before, after;
-  };
-  const Case cases[] = {{16, 32, 32, 2, 8, 8}, {3, 7, 7, 2, 1, 2}, {5, 6, 5, 3, 0, 4}, {4, 5, 5, 1, 2, 0}};
-  for (const Case& k : cases) {
+  for (const ZeroPadCase& k : kZeroPadCases) {
     SCOPED_TRACE(testing::Message() << "channels " << k.channels << " input " << k.h << "x" << k.w << " stride "
                                     << k.stride);
-    ZeroPadShortcutOp op;
-    op.stride = k.stride;
-    op.pad_channels_before = k.before;
-    op.pad_channels_after = k.after;
+    const ZeroPadShortcutOp op{k.stride, k.before, k.after};
     const int64_t batch = 3;
-    cm::ZeroPadShortcutGeometry g;
-    g.channels = k.channels;
-    g.in_h = k.h;
-    g.in_w = k.w;
-    g.out_channels = k.channels + k.before + k.after;
-    g.out_h = (k.h + k.stride - 1) / k.stride;
-    g.out_w = (k.w + k.stride - 1) / k.stride;
-    g.stride = k.stride;
-    g.pad_channels_before = k.before;
+    const cm::ZeroPadShortcutGeometry g = zero_pad_geometry(k);
     const std::vector<float> dy = random_values(batch * g.out_channels * g.out_h * g.out_w, 47);
     std::vector<float> want(batch * k.channels * k.h * k.w);
     reference::zero_pad_shortcut_backward_data(op, batch, k.channels, k.h, k.w, dy.data(), want.data());
