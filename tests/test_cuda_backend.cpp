@@ -314,13 +314,14 @@ TEST_F(CudaBackendTest, Conv2dEveryFusion) {
       }
 }
 
-TEST_F(CudaBackendTest, Conv2dModelShapes) {
-  struct Case {
-    const char* what;
-    Conv2dOp op;
-    Shape input;
-  };
-  const Case cases[] = {
+// Convolutions of the real models' kinds (forward and backward parity).
+struct ConvShapeCase {
+  const char* what;
+  Conv2dOp op;
+  Shape input;
+};
+std::vector<ConvShapeCase> conv_model_shapes() {
+  return {
       {"resnet stem 3x3", conv_op(3, 16, 3, 3, 1, 1, 1, 1, 1, 1), Shape{3, 3, 32, 32}},
       {"3x3 stride 2, pad 1", conv_op(16, 32, 3, 3, 2, 2, 1, 1, 1, 1), Shape{3, 16, 32, 32}},
       {"stride-2 valid, odd input", conv_op(3, 32, 3, 3, 2, 2, 0, 0, 0, 0), Shape{3, 3, 35, 35}},
@@ -332,7 +333,10 @@ TEST_F(CudaBackendTest, Conv2dModelShapes) {
       {"1x1 stride 2", conv_op(16, 32, 1, 1, 2, 2, 0, 0, 0, 0), Shape{3, 16, 15, 15}},
       {"even kernel same", conv_op(4, 6, 2, 2, 1, 1, 0, 0, 1, 1), Shape{3, 4, 6, 5}},
   };
-  for (const Case& k : cases) {
+}
+
+TEST_F(CudaBackendTest, Conv2dModelShapes) {
+  for (const ConvShapeCase& k : conv_model_shapes()) {
     SCOPED_TRACE(k.what);
     expect_conv_parity(k.op, k.input, ConvFusion{true, false}, true);
   }
@@ -559,24 +563,7 @@ TEST_F(CudaBackendTest, SoftmaxBackward) {
 }
 
 TEST_F(CudaBackendTest, Conv2dBackwardModelShapes) {
-  struct Case {
-    const char* what;
-    Conv2dOp op;
-    Shape input;
-  };
-  const Case cases[] = {
-      {"resnet stem 3x3", conv_op(3, 16, 3, 3, 1, 1, 1, 1, 1, 1), Shape{3, 3, 32, 32}},
-      {"3x3 stride 2, pad 1", conv_op(16, 32, 3, 3, 2, 2, 1, 1, 1, 1), Shape{3, 16, 32, 32}},
-      {"stride-2 valid, odd input", conv_op(3, 32, 3, 3, 2, 2, 0, 0, 0, 0), Shape{3, 3, 35, 35}},
-      {"TF same stride 2 (asymmetric)", conv_op(5, 7, 3, 3, 2, 2, 0, 0, 1, 1), Shape{3, 5, 16, 16}},
-      {"asymmetric both axes", conv_op(3, 5, 3, 3, 1, 1, 2, 0, 1, 3), Shape{3, 3, 9, 7}},
-      {"more padding left than right", conv_op(3, 5, 3, 3, 2, 1, 0, 2, 1, 0), Shape{3, 3, 6, 5}},
-      {"1x7", conv_op(7, 9, 1, 7, 1, 1, 0, 3, 0, 3), Shape{3, 7, 17, 17}},
-      {"7x1", conv_op(7, 9, 7, 1, 1, 1, 3, 0, 3, 0), Shape{3, 7, 17, 17}},
-      {"1x1 stride 2", conv_op(16, 32, 1, 1, 2, 2, 0, 0, 0, 0), Shape{3, 16, 15, 15}},
-      {"even kernel same", conv_op(4, 6, 2, 2, 1, 1, 0, 0, 1, 1), Shape{3, 4, 6, 5}},
-  };
-  for (const Case& k : cases) {
+  for (const ConvShapeCase& k : conv_model_shapes()) {
     SCOPED_TRACE(k.what);
     expect_conv_backward_parity(k.op, k.input, ConvFusion{});
   }
