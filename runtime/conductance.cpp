@@ -18,6 +18,8 @@ const std::vector<std::pair<ConductanceRule, std::string>>& rule_table() {
   return table;
 }
 
+// In double. Captum's nodes come from torch.linspace in float32 (0.1 becomes 0.10000000149):
+// a difference of one float ulp in alpha, far below what the comparisons resolve.
 std::vector<double> linspace(double start, double end, int count) {
   std::vector<double> v(static_cast<size_t>(count));
   for (int i = 0; i < count; ++i) v[static_cast<size_t>(i)] = count == 1 ? start : start + (end - start) * i / (count - 1);
