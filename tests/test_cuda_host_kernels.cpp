@@ -124,36 +124,66 @@ TEST(CudaHostKernels, Conv2dEpilogueMatchesReferenceFusions) {
       }
 }
 
+// Convolutions with asymmetric padding (forward and backward): kernel, stride, padding
+// (top, left, bottom, right) and input size, as 3 -> 2 channel convolutions.
+struct AsymmetricConvCase {
+  int64_t kh, kw, sh, sw, top, left, bottom, right, h, w;
+};
+const AsymmetricConvCase kAsymmetricConvCases[] = {
+    {3, 3, 2, 2, 0, 0, 1, 1, 8, 8},  // TensorFlow "same", stride 2, even input
+    {3, 3, 2, 2, 1, 0, 1, 1, 7, 9},  // asymmetric in width only
+    {1, 7, 1, 1, 0, 3, 0, 3, 5, 6},  // 1x7, symmetric (no copy, an identity crop)
+    {7, 1, 1, 1, 3, 0, 3, 0, 6, 5},  // 7x1
+    {2, 2, 1, 1, 0, 0, 1, 1, 4, 5},  // even kernel "same"
+    {3, 3, 1, 1, 2, 0, 1, 3, 5, 4},  // both sides, both directions
+    {3, 3, 2, 1, 0, 2, 1, 0, 6, 5},  // more on the left than the right: the crop's column shift
+    {3, 3, 2, 2, 0, 0, 0, 0, 9, 9},  // stride-2 valid
+};
+
+Conv2dOp asymmetric_conv_op(const AsymmetricConvCase& k) {
+  Conv2dOp op;
+  op.in_channels = 3;
+  op.out_channels = 2;
+  op.kernel_h = k.kh;
+  op.kernel_w = k.kw;
+  op.stride_h = k.sh;
+  op.stride_w = k.sw;
+  op.pad_top = k.top;
+  op.pad_left = k.left;
+  op.pad_bottom = k.bottom;
+  op.pad_right = k.right;
+  return op;
+}
+
+// CudaConv2d's split of the padding: cuDNN gets the smaller side's on each axis
+// (symmetric_part), the rest is explicit zero padding of the input (explicit_padding).
+cm::PadGeometry explicit_padding(const AsymmetricConvCase& k) {
+  const int64_t sym_h = std::min(k.top, k.bottom), sym_w = std::min(k.left, k.right);
+  cm::PadGeometry g;
+  g.in_h = k.h;
+  g.in_w = k.w;
+  g.pad_top = k.top - sym_h;
+  g.pad_left = k.left - sym_w;
+  g.out_h = k.h + (k.top - sym_h) + (k.bottom - sym_h);
+  g.out_w = k.w + (k.left - sym_w) + (k.right - sym_w);
+  return g;
+}
+
+Conv2dOp symmetric_part(const Conv2dOp& op) {
+  Conv2dOp s = op;
+  s.pad_top = s.pad_bottom = std::min(op.pad_top, op.pad_bottom);
+  s.pad_left = s.pad_right = std::min(op.pad_left, op.pad_right);
+  return s;
+}
+
 // The asymmetric-padding strategy of the cuDNN convolution: explicit zero padding of the
 // excess (pad_source_index) + symmetric padding of the smaller side equals the asymmetric
 // reference convolution.
 TEST(CudaHostKernels, Conv2dAsymmetricPaddingAsExplicitPadPlusSymmetric) {
-  struct Case {
-    int64_t kh, kw, sh, sw, top, left, bottom, right, h, w;
-  };
-  const Case cases[] = {
-      {3, 3, 2, 2, 0, 0, 1, 1, 8, 8},  // TensorFlow "same", stride 2, even input
-      {3, 3, 2, 2, 1, 0, 1, 1, 7, 9},  // asymmetric in width only
-      {1, 7, 1, 1, 0, 3, 0, 3, 5, 6},  // 1x7, symmetric (no copy)
-      {7, 1, 1, 1, 3, 0, 3, 0, 6, 5},  // 7x1
-      {2, 2, 1, 1, 0, 0, 1, 1, 4, 5},  // even kernel "same"
-      {3, 3, 1, 1, 2, 0, 1, 3, 5, 4},  // both sides, both directions
-      {3, 3, 2, 1, 0, 2, 1, 0, 6, 5},  // more on the left than the right
-  };
-  for (const Case& k : cases) {
+  for (const AsymmetricConvCase& k : kAsymmetricConvCases) {
     SCOPED_TRACE(testing::Message() << "kernel " << k.kh << "x" << k.kw << " pads " << k.top << "," << k.left << ","
                                     << k.bottom << "," << k.right << " input " << k.h << "x" << k.w);
-    Conv2dOp op;
-    op.in_channels = 3;
-    op.out_channels = 2;
-    op.kernel_h = k.kh;
-    op.kernel_w = k.kw;
-    op.stride_h = k.sh;
-    op.stride_w = k.sw;
-    op.pad_top = k.top;
-    op.pad_left = k.left;
-    op.pad_bottom = k.bottom;
-    op.pad_right = k.right;
+    const Conv2dOp op = asymmetric_conv_op(k);
     const int64_t batch = 3;
     const int64_t out_h = (k.h + k.top + k.bottom - k.kh) / k.sh + 1,
                   out_w = (k.w + k.left + k.right - k.kw) / k.sw + 1;
@@ -164,24 +194,15 @@ TEST(CudaHostKernels, Conv2dAsymmetricPaddingAsExplicitPadPlusSymmetric) {
                                      want.data());
 
     // What CudaConv2d does: cuDNN gets min(pad) on each axis, the rest is an explicit copy.
-    const int64_t sym_h = std::min(k.top, k.bottom), sym_w = std::min(k.left, k.right);
-    cm::PadGeometry g;
-    g.in_h = k.h;
-    g.in_w = k.w;
-    g.pad_top = k.top - sym_h;
-    g.pad_left = k.left - sym_w;
-    g.out_h = k.h + (k.top - sym_h) + (k.bottom - sym_h);
-    g.out_w = k.w + (k.left - sym_w) + (k.right - sym_w);
+    const cm::PadGeometry g = explicit_padding(k);
     std::vector<float> padded(batch * op.in_channels * g.out_h * g.out_w);
     for_each_index(static_cast<int64_t>(padded.size()), [&](int64_t i) {
       const int64_t source = cm::pad_source_index(g, i);
       padded[i] = source >= 0 ? x[source] : 0.0f;
     });
-    Conv2dOp symmetric = op;
-    symmetric.pad_top = symmetric.pad_bottom = sym_h;
-    symmetric.pad_left = symmetric.pad_right = sym_w;
-    ASSERT_EQ((g.out_h + 2 * sym_h - k.kh) / k.sh + 1, out_h);
-    ASSERT_EQ((g.out_w + 2 * sym_w - k.kw) / k.sw + 1, out_w);
+    const Conv2dOp symmetric = symmetric_part(op);
+    ASSERT_EQ((g.out_h + 2 * symmetric.pad_top - k.kh) / k.sh + 1, out_h);
+    ASSERT_EQ((g.out_w + 2 * symmetric.pad_left - k.kw) / k.sw + 1, out_w);
     std::vector<float> got(want.size());
     reference::conv2d_forward<float>(symmetric, batch, g.out_h, g.out_w, padded.data(), weight.data(), nullptr,
                                      out_h, out_w, got.data());
@@ -645,33 +666,10 @@ TEST(CudaHostKernels, SoftmaxBackwardMatchesReference) {
 // the padded geometry (what cuDNN computes with the forward's descriptors), cropped back by
 // pad_target_index, equals the reference backward of the asymmetric convolution.
 TEST(CudaHostKernels, Conv2dBackwardAsymmetricPaddingAsSymmetricPlusCrop) {
-  struct Case {
-    int64_t kh, kw, sh, sw, top, left, bottom, right, h, w;
-  };
-  const Case cases[] = {
-      {3, 3, 2, 2, 0, 0, 1, 1, 8, 8},  // TensorFlow "same", stride 2, even input
-      {3, 3, 2, 2, 1, 0, 1, 1, 7, 9},  // asymmetric in width only
-      {1, 7, 1, 1, 0, 3, 0, 3, 5, 6},  // 1x7, symmetric (no copy, an identity crop)
-      {7, 1, 1, 1, 3, 0, 3, 0, 6, 5},  // 7x1
-      {2, 2, 1, 1, 0, 0, 1, 1, 4, 5},  // even kernel "same"
-      {3, 3, 1, 1, 2, 0, 1, 3, 5, 4},  // both sides, both directions
-      {3, 3, 2, 1, 0, 2, 1, 0, 6, 5},  // more on the left than the right: the crop's column shift
-      {3, 3, 2, 2, 0, 0, 0, 0, 9, 9},  // stride-2 valid
-  };
-  for (const Case& k : cases) {
+  for (const AsymmetricConvCase& k : kAsymmetricConvCases) {
     SCOPED_TRACE(testing::Message() << "kernel " << k.kh << "x" << k.kw << " pads " << k.top << "," << k.left << ","
                                     << k.bottom << "," << k.right << " input " << k.h << "x" << k.w);
-    Conv2dOp op;
-    op.in_channels = 3;
-    op.out_channels = 2;
-    op.kernel_h = k.kh;
-    op.kernel_w = k.kw;
-    op.stride_h = k.sh;
-    op.stride_w = k.sw;
-    op.pad_top = k.top;
-    op.pad_left = k.left;
-    op.pad_bottom = k.bottom;
-    op.pad_right = k.right;
+    const Conv2dOp op = asymmetric_conv_op(k);
     const int64_t batch = 3, planes = batch * op.in_channels;
     const int64_t out_h = (k.h + k.top + k.bottom - k.kh) / k.sh + 1,
                   out_w = (k.w + k.left + k.right - k.kw) / k.sw + 1;
@@ -682,17 +680,8 @@ TEST(CudaHostKernels, Conv2dBackwardAsymmetricPaddingAsSymmetricPlusCrop) {
                                            want.data());
 
     // CudaConv2d's geometry: cuDNN gets min(pad) on each axis, the rest is explicit padding.
-    const int64_t sym_h = std::min(k.top, k.bottom), sym_w = std::min(k.left, k.right);
-    cm::PadGeometry g;
-    g.in_h = k.h;
-    g.in_w = k.w;
-    g.pad_top = k.top - sym_h;
-    g.pad_left = k.left - sym_w;
-    g.out_h = k.h + (k.top - sym_h) + (k.bottom - sym_h);
-    g.out_w = k.w + (k.left - sym_w) + (k.right - sym_w);
-    Conv2dOp symmetric = op;
-    symmetric.pad_top = symmetric.pad_bottom = sym_h;
-    symmetric.pad_left = symmetric.pad_right = sym_w;
+    const cm::PadGeometry g = explicit_padding(k);
+    const Conv2dOp symmetric = symmetric_part(op);
     std::vector<float> padded_dx(planes * g.out_h * g.out_w);
     reference::conv2d_backward_data<float>(symmetric, batch, g.out_h, g.out_w, dy.data(), weight.data(), out_h,
                                            out_w, padded_dx.data());
