@@ -181,17 +181,17 @@ TEST_F(CudaBackendTest, BatchNorm) {
                 });
 }
 
+// ResNet option-A shortcuts (forward and backward parity): input shape and op.
+struct ShortcutCase {
+  Shape input;
+  ZeroPadShortcutOp op;
+};
+const ShortcutCase kShortcutCases[] = {
+    {Shape{3, 16, 32, 32}, {2, 8, 8}}, {Shape{3, 5, 7, 7}, {2, 1, 2}}, {Shape{2, 4, 5, 6}, {3, 0, 3}}};
+
 TEST_F(CudaBackendTest, ZeroPadShortcut) {
-  struct Case {
-    Shape input;
-    int64_t stride, before, after;
-  };
-  for (const Case& k : {Case{Shape{3, 16, 32, 32}, 2, 8, 8}, Case{Shape{3, 5, 7, 7}, 2, 1, 2},
-                        Case{Shape{2, 4, 5, 6}, 3, 0, 3}}) {
-    ZeroPadShortcutOp op;
-    op.stride = k.stride;
-    op.pad_channels_before = k.before;
-    op.pad_channels_after = k.after;
+  for (const ShortcutCase& k : kShortcutCases) {
+    const ZeroPadShortcutOp op = k.op;
     const Shape out = infer_shape(op, {k.input}, "shortcut");
     expect_parity({random_values(k.input.numel(), 10)}, out.numel(),
                   [&](Backend& b, const auto& in, float* y) { b.zero_pad_shortcut_forward(op, k.input, in[0], y); });
@@ -428,16 +428,8 @@ TEST_F(CudaBackendTest, BatchNormBackward) {
 }
 
 TEST_F(CudaBackendTest, ZeroPadShortcutBackward) {
-  struct Case {
-    Shape input;
-    int64_t stride, before, after;
-  };
-  for (const Case& k : {Case{Shape{3, 16, 32, 32}, 2, 8, 8}, Case{Shape{3, 5, 7, 7}, 2, 1, 2},
-                        Case{Shape{2, 4, 5, 6}, 3, 0, 3}}) {
-    ZeroPadShortcutOp op;
-    op.stride = k.stride;
-    op.pad_channels_before = k.before;
-    op.pad_channels_after = k.after;
+  for (const ShortcutCase& k : kShortcutCases) {
+    const ZeroPadShortcutOp op = k.op;
     const Shape out = infer_shape(op, {k.input}, "shortcut");
     expect_backward_parity({random_values(out.numel(), 47)}, k.input.numel(),
                            [&](Backend& b, const auto& in, float* dx, bool acc) {
