@@ -11,11 +11,11 @@ void avg_pool_forward(const AvgPoolOp& p, int64_t batch, int64_t channels, int64
     const float* xp = x + nc * in_h * in_w;
     float* yp = y + nc * out_h * out_w;
     for (int64_t i = 0; i < out_h; ++i) {
-      const int64_t h0 = i * p.stride_h - p.pad_top;
-      const int64_t hb = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kernel_h, in_h);
+      const WindowSpan rows = window_span(i, p.stride_h, p.pad_top, p.kernel_h, in_h);
+      const int64_t hb = rows.begin, he = rows.end;
       for (int64_t j = 0; j < out_w; ++j) {
-        const int64_t w0 = j * p.stride_w - p.pad_left;
-        const int64_t wb = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kernel_w, in_w);
+        const WindowSpan cols = window_span(j, p.stride_w, p.pad_left, p.kernel_w, in_w);
+        const int64_t wb = cols.begin, we = cols.end;
         float sum = 0.0f;
         for (int64_t h = hb; h < he; ++h)
           for (int64_t w = wb; w < we; ++w) sum += xp[h * in_w + w];
@@ -37,11 +37,11 @@ void avg_pool_backward_data(const AvgPoolOp& p, int64_t batch, int64_t channels,
     float* dxp = dx + nc * in_h * in_w;
     if (!accumulate) std::fill(dxp, dxp + in_h * in_w, 0.0f);
     for (int64_t i = 0; i < out_h; ++i) {
-      const int64_t h0 = i * p.stride_h - p.pad_top;
-      const int64_t hb = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kernel_h, in_h);
+      const WindowSpan rows = window_span(i, p.stride_h, p.pad_top, p.kernel_h, in_h);
+      const int64_t hb = rows.begin, he = rows.end;
       for (int64_t j = 0; j < out_w; ++j) {
-        const int64_t w0 = j * p.stride_w - p.pad_left;
-        const int64_t wb = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kernel_w, in_w);
+        const WindowSpan cols = window_span(j, p.stride_w, p.pad_left, p.kernel_w, in_w);
+        const int64_t wb = cols.begin, we = cols.end;
         const int64_t inside = std::max<int64_t>(he - hb, 0) * std::max<int64_t>(we - wb, 0);
         const int64_t divisor = p.count_include_pad ? p.kernel_h * p.kernel_w : inside;
         if (divisor == 0) continue;

@@ -10,6 +10,16 @@
 
 namespace veto::cpu {
 
+// The input cells [begin, end) along one axis that output position `out` of a pooling
+// window reads, clipped to the input (empty when the window lies wholly in the padding).
+struct WindowSpan {
+  int64_t begin, end;
+};
+inline WindowSpan window_span(int64_t out, int64_t stride, int64_t pad_before, int64_t kernel, int64_t in) {
+  const int64_t start = out * stride - pad_before;
+  return {start > 0 ? start : 0, start + kernel < in ? start + kernel : in};
+}
+
 void batch_norm_forward(int64_t batch, int64_t channels, int64_t spatial, const float* x, const float* weight,
                         const float* bias, const float* mean, const float* var, float eps, float* y);
 void relu_forward(int64_t count, const float* x, float* y);

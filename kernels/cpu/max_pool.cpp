@@ -12,11 +12,11 @@ void max_pool_forward(const MaxPoolOp& p, int64_t batch, int64_t channels, int64
     const float* xp = x + nc * in_h * in_w;
     float* yp = y + nc * out_h * out_w;
     for (int64_t i = 0; i < out_h; ++i) {
-      const int64_t h0 = i * p.stride_h - p.pad_top;
-      const int64_t hb = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kernel_h, in_h);
+      const WindowSpan rows = window_span(i, p.stride_h, p.pad_top, p.kernel_h, in_h);
+      const int64_t hb = rows.begin, he = rows.end;
       for (int64_t j = 0; j < out_w; ++j) {
-        const int64_t w0 = j * p.stride_w - p.pad_left;
-        const int64_t wb = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kernel_w, in_w);
+        const WindowSpan cols = window_span(j, p.stride_w, p.pad_left, p.kernel_w, in_w);
+        const int64_t wb = cols.begin, we = cols.end;
         float m = -std::numeric_limits<float>::infinity();
         for (int64_t h = hb; h < he; ++h)
           for (int64_t w = wb; w < we; ++w) m = std::max(m, xp[h * in_w + w]);
@@ -39,11 +39,11 @@ void max_pool_backward_data(const MaxPoolOp& p, int64_t batch, int64_t channels,
     float* dxp = dx + nc * in_h * in_w;
     if (!accumulate) std::fill(dxp, dxp + in_h * in_w, 0.0f);
     for (int64_t i = 0; i < out_h; ++i) {
-      const int64_t h0 = i * p.stride_h - p.pad_top;
-      const int64_t hb = std::max<int64_t>(h0, 0), he = std::min(h0 + p.kernel_h, in_h);
+      const WindowSpan rows = window_span(i, p.stride_h, p.pad_top, p.kernel_h, in_h);
+      const int64_t hb = rows.begin, he = rows.end;
       for (int64_t j = 0; j < out_w; ++j) {
-        const int64_t w0 = j * p.stride_w - p.pad_left;
-        const int64_t wb = std::max<int64_t>(w0, 0), we = std::min(w0 + p.kernel_w, in_w);
+        const WindowSpan cols = window_span(j, p.stride_w, p.pad_left, p.kernel_w, in_w);
+        const int64_t wb = cols.begin, we = cols.end;
         if (hb >= he || wb >= we) continue;  // a window wholly in the padding has no input
         int64_t best = hb * in_w + wb;
         for (int64_t h = hb; h < he; ++h)
