@@ -258,14 +258,19 @@ ConductanceResult ConductanceEngine::run(const float* images, int64_t count, con
 
     // Intervals: row r at node j closes the interval [alpha_j, alpha_j+1] whose upper node
     // is the previous row (r - 1, or the carried copy of the previous chunk's last row).
+    std::vector<const float*> acts, grads, baseline_acts;  // per layer, looked up once per pass
+    for (const std::string& layer : options_.layers) {
+      acts.push_back(plan.activation(layer));
+      grads.push_back(plan.gradient(layer));
+      baseline_acts.push_back(baseline_plan_->activation(layer));
+    }
     for (int64_t r = 0; r < n; ++r) {
       const Row& row = rows[static_cast<size_t>(start + r)];
       if (row.node < 0) continue;
       for (int64_t l = 0; l < layers; ++l) {
-        const std::string& layer = options_.layers[static_cast<size_t>(l)];
         const int64_t c = channels_[l], hw = spatial_[l], size = c * hw;
-        const float* act = plan.activation(layer) + r * size;
-        const float* grad = plan.gradient(layer) + r * size;
+        const float* act = acts[static_cast<size_t>(l)] + r * size;
+        const float* grad = grads[static_cast<size_t>(l)] + r * size;
         float* sum = sums[l]->data() + row.image * c;
         float* map = options_.maps ? maps[l]->data() + row.image * size : nullptr;
         if (row.node < m) {
@@ -274,7 +279,7 @@ ConductanceResult ConductanceEngine::run(const float* images, int64_t count, con
           backend_.conductance_accumulate(c, hw, path_.gradient_at_upper ? up_grad : grad, up_act, act, sum, map);
         }
         if (cached_baseline && row.node == 1)
-          backend_.conductance_accumulate(c, hw, grad, act, baseline_plan_->activation(layer), sum, map);
+          backend_.conductance_accumulate(c, hw, grad, act, baseline_acts[static_cast<size_t>(l)], sum, map);
         if (r == n - 1) {
           backend_.copy(act, carry_act[l]->data(), static_cast<size_t>(size));
           backend_.copy(grad, carry_grad[l]->data(), static_cast<size_t>(size));
