@@ -94,6 +94,7 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
   const int count = g.size();
   VETO_CHECK(batch > 0, "batch size must be positive, got ", batch);
   VETO_CHECK(count > 0 && as<InputOp>(g.node(0)), "model graph must start with its input node");
+  VETO_CHECK(!options_.incremental || options_.gradients.empty(), "an incremental plan computes no gradients");
 
   // Shapes at this batch size.
   shapes_.resize(count);
@@ -156,7 +157,7 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
     for (int r : reads) last[r] = std::max(last[r], s);
   }
   for (int i = 0; i < count; ++i)
-    if (kept[i] && def[i] != -2) last[i] = never;
+    if ((kept[i] || options_.incremental) && def[i] != -2) last[i] = never;
 
   // Backward: the gradient flows into node i only if i is a gradient target or lies
   // downstream of one (in_scope); a step's backward runs only if it sends gradient into
@@ -184,6 +185,10 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
   for (int i = 0; i < count; ++i) sizes[i] = shapes_[i].numel();
   offset_ = place_first_fit(sizes, def, last, arena_floats_);
   arena_ = backend.allocate(arena_floats_);
+  if (options_.incremental) {
+    snapshot_ = backend.allocate(arena_floats_);
+    modified_.assign(count, false);
+  }
   // Device copies of the parameters that steps read directly (unfused batch norms, dense
   // layers); convolutions keep their own packed, folded weights.
   std::map<std::string, int64_t> param_offset;
@@ -214,6 +219,11 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
     const Shape& in_shape = n.inputs.empty() ? Shape{} : shapes_[n.inputs[0]];
     float* y = value(grp.tail());
     const float* x = n.inputs.empty() ? nullptr : value(n.inputs[0]);
+    StepRange range;
+    range.tail = grp.tail();
+    range.reads = n.inputs;
+    if (grp.residual >= 0) range.reads.push_back(grp.residual);
+    range.begin = steps_.size();
     if (const auto* conv = as<Conv2dOp>(n)) {
       auto step = std::make_unique<ConvStep>();
       step->conv = grp.chain[0];
@@ -271,6 +281,8 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
     } else {
       fail("node '", n.name, "': op ", op_name(n.op), " cannot be executed");
     }
+    range.end = steps_.size();
+    step_ranges_.push_back(std::move(range));
   }
 
   // Backward: the groups in reverse, each turning the gradient at its tail into gradients
@@ -405,16 +417,55 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
 
 Plan::~Plan() = default;
 
+void Plan::refresh(ConvStep& step) {
+  std::vector<float> w, b;
+  const bool has_bias = std::get<Conv2dOp>(model_.graph.node(step.conv).op).has_bias;
+  fold_conv_batch_norm(model_, step.conv, step.batch_norm, w, b);
+  step.kernel->set_weights(w.data(), (has_bias || step.batch_norm >= 0) ? b.data() : nullptr);
+}
+
 void Plan::refresh_parameters() {
   for (const DirectParam& p : direct_params_)
     backend_.upload(model_.params.data() + p.model_offset, params_->data() + p.device_offset,
                     static_cast<size_t>(p.count));
-  std::vector<float> w, b;
-  for (auto& step : convs_) {
-    const bool has_bias = std::get<Conv2dOp>(model_.graph.node(step->conv).op).has_bias;
-    fold_conv_batch_norm(model_, step->conv, step->batch_norm, w, b);
-    step->kernel->set_weights(w.data(), (has_bias || step->batch_norm >= 0) ? b.data() : nullptr);
+  for (auto& step : convs_) refresh(*step);
+}
+
+void Plan::refresh_convolutions(const std::vector<int>& conv_nodes) {
+  for (int node : conv_nodes) {
+    auto it = std::find_if(convs_.begin(), convs_.end(), [node](const auto& s) { return s->conv == node; });
+    VETO_CHECK(it != convs_.end(), "node ", node, " is not a convolution of this plan");
+    refresh(**it);
   }
+}
+
+void Plan::forward_changed(const std::vector<int>& changed_nodes) {
+  VETO_CHECK(options_.incremental, "forward_changed needs a plan built with PlanOptions::incremental");
+  VETO_CHECK(snapshot_valid_, "forward_changed needs a full forward() first");
+  const Graph& g = model_.graph;
+  std::vector<bool> dirty(static_cast<size_t>(g.size()), false);
+  for (int n : changed_nodes) {
+    VETO_CHECK(n >= 0 && n < g.size(), "forward_changed: no node ", n);
+    dirty[static_cast<size_t>(n)] = true;
+  }
+  for (int i = 0; i < g.size(); ++i)
+    for (int in : g.node(i).inputs) dirty[static_cast<size_t>(i)] = dirty[static_cast<size_t>(i)] || dirty[static_cast<size_t>(in)];
+  float* arena = arena_->data();
+  const float* snapshot = snapshot_->data();
+  auto restore_if_modified = [&](int v) {
+    if (dirty[static_cast<size_t>(v)] || !modified_[static_cast<size_t>(v)]) return;
+    backend_.copy(snapshot + offset_[v], arena + offset_[v], static_cast<size_t>(shapes_[v].numel()));
+    modified_[static_cast<size_t>(v)] = false;
+  };
+  for (const StepRange& r : step_ranges_) {
+    if (!dirty[static_cast<size_t>(r.tail)]) continue;
+    for (int v : r.reads) restore_if_modified(v);
+    for (size_t s = r.begin; s < r.end; ++s) steps_[s]();
+    modified_[static_cast<size_t>(r.tail)] = true;
+  }
+  // Outputs a caller may read that this change did not reach but an earlier one did.
+  for (int v = 0; v < g.size(); ++v)
+    if (kept_[static_cast<size_t>(v)]) restore_if_modified(v);
 }
 
 void Plan::forward(const float* host_input) {
@@ -426,6 +477,11 @@ float* Plan::input() { return arena_->data() + offset_[0]; }
 
 void Plan::forward() {
   for (auto& step : steps_) step();
+  if (options_.incremental) {
+    backend_.copy(arena_->data(), snapshot_->data(), arena_floats_);
+    modified_.assign(modified_.size(), false);
+    snapshot_valid_ = true;
+  }
 }
 
 void Plan::backward_data(const float* host_seed) {

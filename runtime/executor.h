@@ -24,6 +24,11 @@ struct PlanOptions {
   // Nodes whose data gradients backward_data() computes (kept as well). Empty: the plan is
   // forward-only and allocates no gradient arena.
   std::set<std::string> gradients;
+  // Every materialized value keeps its own memory (no reuse by liveness) and forward()
+  // keeps a copy of them all, so that forward_changed() can re-run only the part of the
+  // graph a weight change reaches, on top of the last full forward (mutant evaluation).
+  // Not combined with gradients.
+  bool incremental = false;
 };
 
 class Plan {
@@ -55,12 +60,23 @@ class Plan {
   const Shape& shape(const std::string& node) const;
   // Re-reads the model's parameters (after an in-place change of the parameter arena).
   void refresh_parameters();
-  // Bytes of the activation and gradient arenas (for memory reports and chunk sizing).
-  size_t arena_bytes() const { return (arena_floats_ + gradient_floats_) * sizeof(float); }
+  // Re-reads the weights of these convolution nodes only (graph node indices).
+  void refresh_convolutions(const std::vector<int>& conv_nodes);
+  // Incremental plans only, after forward(): recomputes the nodes downstream of
+  // `changed_nodes` (graph node indices, e.g. the convolutions a mutant changed; refresh
+  // their weights first) and reads every other value from the last full forward, restoring
+  // those an earlier forward_changed() overwrote. The logits and every kept output are
+  // then those of the changed model; the next forward() starts from scratch.
+  void forward_changed(const std::vector<int>& changed_nodes);
+  // Bytes of the activation and gradient arenas (and an incremental plan's copy of the
+  // activations), for memory reports and chunk sizing.
+  size_t arena_bytes() const {
+    return (arena_floats_ * (options_.incremental ? 2 : 1) + gradient_floats_) * sizeof(float);
+  }
 
  private:
   struct ConvStep;
-  int value_index(int node) const;
+  void refresh(ConvStep& step);
 
   const Model& model_;
   Backend& backend_;
@@ -78,6 +94,18 @@ class Plan {
   std::unique_ptr<DeviceBuffer> params_;
   std::vector<std::unique_ptr<ConvStep>> convs_;
   std::vector<std::function<void()>> steps_;
+  // Per fused step: the node it materializes, the values it reads, its calls in steps_.
+  struct StepRange {
+    int tail = -1;
+    std::vector<int> reads;
+    size_t begin = 0, end = 0;
+  };
+  std::vector<StepRange> step_ranges_;
+  // Incremental plans: the activations of the last full forward, and which nodes now hold
+  // a value of forward_changed() instead.
+  std::unique_ptr<DeviceBuffer> snapshot_;
+  bool snapshot_valid_ = false;
+  std::vector<bool> modified_;
   // Backward: gradient arena offsets per node (-1: none), and the kernel calls in order.
   std::vector<int64_t> gradient_offset_;
   std::vector<bool> gradient_target_;

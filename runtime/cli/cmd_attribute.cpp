@@ -17,10 +17,6 @@
 namespace veto::cli {
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // --baseline: "zeros", a number (every value), or a preprocessed .npy of the input's shape.
 Tensor parse_baseline(const std::string& spec, const Model& model) {
   const Shape in = model.graph.node(0).shape;
@@ -93,13 +89,7 @@ int cmd_attribute(const std::vector<std::string>& words) {
   if (target_spec != "predicted" && target_spec != "label")
     fixed_target = static_cast<int>(args.get_int("target", 0, 0, classes - 1));
   const std::string out = args.get("out");
-  VETO_CHECK(out.empty() || ends_with(out, ".safetensors") || ends_with(out, ".npy"),
-             "--out must end in .safetensors or .npy, got '", out, "'");
-  if (!out.empty()) {
-    const auto parent = std::filesystem::path(out).parent_path();
-    VETO_CHECK(parent.empty() || std::filesystem::is_directory(parent), "--out: folder '", parent.string(),
-               "' does not exist");
-  }
+  if (!out.empty()) check_output_path("out", out, {".safetensors", ".npy"});
   const auto data = open_inputs(args, model);
   VETO_CHECK(target_spec != "label" || data->has_labels(), "--target label: the inputs carry no labels");
   if (options.maps) {

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "runtime/error.h"
@@ -46,6 +47,23 @@ std::unique_ptr<Backend> open_backend(const Args& args) {
 }
 
 int64_t batch_size(const Args& args, int64_t fallback) { return args.get_int("batch", fallback, 1, 65536); }
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void check_output_path(const std::string& option, const std::string& path, const std::vector<std::string>& extensions) {
+  bool ok = false;
+  std::string list;
+  for (const std::string& e : extensions) {
+    ok = ok || ends_with(path, e);
+    list += (list.empty() ? "" : " or ") + e;
+  }
+  VETO_CHECK(ok, "--", option, " must end in ", list, ", got '", path, "'");
+  const auto parent = std::filesystem::path(path).parent_path();
+  VETO_CHECK(parent.empty() || std::filesystem::is_directory(parent), "--", option, ": folder '", parent.string(),
+             "' does not exist");
+}
 
 std::string format_table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width;

@@ -26,6 +26,11 @@ std::unique_ptr<Backend> open_backend(const Args& args);
 int64_t batch_size(const Args& args, int64_t fallback);
 int threads_of(const Args& args);
 
+// Checks an output path before any work is done: it ends in one of `extensions` and its
+// folder exists (the file itself is written atomically at the end).
+void check_output_path(const std::string& option, const std::string& path, const std::vector<std::string>& extensions);
+bool ends_with(const std::string& s, const std::string& suffix);
+
 // Left-aligned text columns.
 std::string format_table(const std::vector<std::vector<std::string>>& rows);
 std::string fixed(double value, int digits);
@@ -37,5 +42,7 @@ int cmd_info(const std::vector<std::string>& words);
 int cmd_bench(const std::vector<std::string>& words);
 int cmd_preprocess(const std::vector<std::string>& words);
 int cmd_attribute(const std::vector<std::string>& words);
+int cmd_mutants(const std::vector<std::string>& words);
+int cmd_lcr(const std::vector<std::string>& words);
 
 }  // namespace veto::cli

@@ -21,6 +21,8 @@ const char* kUsage =
     "  bench     forward-pass throughput on given inputs\n"
     "  preprocess  write the preprocessed inputs as .npy (what the model sees)\n"
     "  attribute   layer conductance of every input at chosen layers (features, maps)\n"
+    "  mutants     build an accepted set of model mutants (build), or describe one (info)\n"
+    "  lcr         label change rate of every input under a mutant set\n"
     "\n"
     "`veto COMMAND --help` documents each command's options.\n";
 
@@ -40,6 +42,8 @@ int main(int argc, char** argv) {
     if (command == "bench") return veto::cli::cmd_bench(words);
     if (command == "preprocess") return veto::cli::cmd_preprocess(words);
     if (command == "attribute") return veto::cli::cmd_attribute(words);
+    if (command == "mutants") return veto::cli::cmd_mutants(words);
+    if (command == "lcr") return veto::cli::cmd_lcr(words);
     std::cerr << "veto: error: unknown command '" << command << "' (see veto --help)\n";
     return 1;
   } catch (const veto::Error& e) {
