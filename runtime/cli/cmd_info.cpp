@@ -34,7 +34,8 @@ int cmd_info(const std::vector<std::string>& words) {
   if (format == "json") {
     nlohmann::json out = {{"model", model.source},  {"arch", model.arch},           {"parameters", total_params},
                           {"macs", total_macs},     {"classes", model.classes},     {"layers", layers},
-                          {"blocks", g.blocks()},   {"metadata", model.metadata}};
+                          {"blocks", g.blocks()},   {"metadata", model.metadata},
+                          {"fingerprint", model_fingerprint(model)}};
     std::cout << out.dump(2) << "\n";
     return 0;
   }
@@ -51,7 +52,8 @@ int cmd_info(const std::vector<std::string>& words) {
       {"input", std::to_string(p.channels) + "x" + std::to_string(p.height) + "x" + std::to_string(p.width) +
                     ", resize " + p.resize + ", x = (pixel / " + fixed(p.divisor, 1) + " - " + join(p.mean) +
                     ") / " + join(p.std)},
-      {"classes", std::to_string(model.classes.size())}};
+      {"classes", std::to_string(model.classes.size())},
+      {"fingerprint", model_fingerprint(model)}};
   std::string blocks;
   for (const std::string& b : g.blocks()) blocks += (blocks.empty() ? "" : " ") + b;
   head.push_back({"blocks", blocks.empty() ? "-" : blocks + " (--layers all)"});
