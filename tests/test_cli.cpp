@@ -26,6 +26,7 @@ namespace fs = std::filesystem;
 const std::string kRepo = VETO_REPO_DIR;
 const std::string kCifar = kRepo + "/data/cifar10_test_0-999.bin";
 const std::string kResnet20 = kRepo + "/models/resnet20.safetensors";
+const std::string kData = VETO_TEST_DATA_DIR;
 
 struct CliRun {
   int code = -1;
@@ -306,6 +307,88 @@ TEST(Cli, AttributeBadOptions) {
   const fs::path small = scratch("small_baseline.npy");
   write_npy(small.string(), Tensor(Shape{3, 8, 8}));
   expect_error(veto(common + " --baseline '" + small.string() + "'"), "the baseline has shape (3,8,8)");
+}
+
+TEST(Cli, MutantsBuildInfoAndLcr) {
+  const fs::path set = scratch("cli_mutants.safetensors"), lcr = scratch("cli_lcr.safetensors"),
+                 naive = scratch("cli_lcr_naive.safetensors"), sprt = scratch("cli_lcr_sprt.safetensors");
+  CliRun r = veto("mutants build --model resnet20 --data " + kCifar +
+                  " --limit 100 --gamma 0.005 --count 2 --seed 3 --format json --out '" + set.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["count"], 2);
+  EXPECT_EQ(j["operator"], "nai");
+  EXPECT_EQ(j["filters_per_mutant"], 3);
+  EXPECT_EQ(j["acceptance_count"], 100);
+  EXPECT_GE(j["draws"].get<int>(), 2);
+
+  r = veto("mutants info '" + set.string() + "' --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["mutants"].size(), 2u);
+  EXPECT_EQ(j["mutants"][0]["filters"], 3);
+  r = veto("mutants info '" + set.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("2 accepted of"), std::string::npos) << r.out;
+
+  const std::string common = "lcr --model resnet20 --mutants '" + set.string() + "' --data " + kCifar + " --limit 30";
+  r = veto(common + " --batch 8 --format json --out '" + lcr.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["count"], 30);
+  EXPECT_EQ(j["mutant_forwards"], 60);
+  const SafetensorsFile f = read_safetensors(lcr.string());
+  EXPECT_EQ(f.metadata.at("format"), "veto-lcr/1");
+  const Tensor rate = f.get("lcr").to_float();
+  const auto changes = f.get("changes").to_int64(), predictions = f.get("prediction").to_int64(),
+             mutant = f.get("mutant_prediction").to_int64();
+  ASSERT_EQ(f.get("mutant_prediction").shape, (Shape{30, 2}));
+  for (int i = 0; i < 30; ++i) {
+    const int64_t c = (mutant[2 * i] != predictions[i]) + (mutant[2 * i + 1] != predictions[i]);
+    EXPECT_EQ(changes[i], c);
+    EXPECT_EQ(rate[i], c / 2.0f);
+    EXPECT_EQ(j["images"][i]["lcr"].get<double>(), c / 2.0);
+  }
+  // The naive path writes the same file, byte for byte.
+  ASSERT_EQ(veto(common + " --naive --out '" + naive.string() + "'").code, 0);
+  EXPECT_EQ(slurp(lcr), slurp(naive));
+  r = veto(common + " --sprt --sprt-threshold 0.2 --out '" + sprt.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("SPRT (threshold 0.200)"), std::string::npos) << r.out;
+  EXPECT_EQ(read_safetensors(sprt.string()).get("sprt_decision").shape, (Shape{30}));
+}
+
+TEST(Cli, MutantsAndLcrBadInput) {
+  const fs::path set = scratch("bad_mutants.safetensors"), out = scratch("kept.safetensors");
+  const std::string base = "mutants build --model resnet20 --data " + kCifar + " --limit 40 --count 2";
+  const std::string build = base + " --out '" + set.string() + "'";
+  expect_error(veto(build), "--gamma is required");
+  expect_error(veto(build + " --gamma 0"), "--gamma must be in (0, 1]");
+  expect_error(veto(build + " --gamma 1.5"), "option '--gamma' must be in [0, 1]");
+  expect_error(veto(build + " --gamma 0.01 --op flip"), "unknown mutation operator 'flip'");
+  expect_error(veto(build + " --gamma 0.01 --layers nothing"), "'nothing' matches no convolution");
+  expect_error(veto(build + " --gamma 1 --max-draws 3"), "only 0 of 2 mutants passed acceptance");
+  expect_error(veto(base + " --gamma 0.01 --out m.npy"), "--out must end in .safetensors");
+  EXPECT_FALSE(fs::exists(set));
+  expect_error(veto("mutants"), "give a subcommand, build or info");
+  expect_error(veto("mutants frob"), "unknown subcommand 'frob'");
+  expect_error(veto("mutants info /nonexistent.safetensors"), "/nonexistent.safetensors");
+
+  ASSERT_EQ(veto(build + " --gamma 0.005").code, 0);
+  std::ofstream(out) << "keep me";
+  const std::string lcr = " --data " + kCifar + " --limit 4 --out '" + out.string() + "'";
+  // Built for another model: the message names both.
+  expect_error(veto("lcr --model '" + kData + "/keras_resnet20v1_random.safetensors' --mutants '" + set.string() + "'" + lcr),
+               "was built for model '");
+  const std::string bytes = slurp(set);
+  const fs::path truncated = scratch("truncated_mutants.safetensors");
+  std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  expect_error(veto("lcr --model resnet20 --mutants '" + truncated.string() + "'" + lcr), truncated.string());
+  expect_error(veto("lcr --model resnet20 --mutants '" + kResnet20 + "'" + lcr), "not a veto mutant file");
+  expect_error(veto("lcr --model resnet20 --mutants '" + set.string() + "' --sprt --sprt-threshold 0.95" + lcr),
+               "SPRT threshold must be in");
+  expect_error(veto("lcr --model resnet20" + lcr), "needs --mutants");
+  EXPECT_EQ(slurp(out), "keep me");  // nothing already written is touched by a failed run
 }
 
 }  // namespace
