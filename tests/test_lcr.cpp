@@ -113,6 +113,34 @@ TEST(IncrementalPlan, ForwardChangedOnInceptionBranches) {
   expect_incremental_matches_full(m, x, deltas);
 }
 
+TEST(IncrementalPlan, FoldedBatchNormKeepsTheOperatorsSemantics) {
+  // The fused plan folds BN into the convolution; a mutant changes the unfolded filter and
+  // the plan re-folds it, so NAI gives BN(-z) as in the paper's code. The unfused reference
+  // backend runs conv then BN as written: both must agree on the mutated model.
+  Model m = resnet20();
+  const Tensor x = cifar_records(m, 4);
+  auto cpu = make_backend("cpu"), reference = make_backend("reference");
+  PlanOptions incremental, unfused;
+  incremental.incremental = true;
+  unfused.fuse = false;
+  Plan fast(m, *cpu, 4, incremental);
+  fast.forward(x.data());
+  for (const WeightDelta& d : draw_deltas(m, MutationOperator::NAI, 0.02, 3, 8)) {
+    Tensor got, want;
+    {
+      const ScopedDelta applied(m.params, d);
+      fast.refresh_convolutions(d.convs);
+      fast.forward_changed(d.convs);
+      Plan oracle(m, *reference, 4, unfused);
+      oracle.forward(x.data());
+      got = fast.logits();
+      want = oracle.logits();
+    }
+    fast.refresh_convolutions(d.convs);
+    expect_close(got.data(), want.data(), got.numel(), 1e-4f, 1e-4f, "NAI mutant vs unfused reference");
+  }
+}
+
 TEST(IncrementalPlan, NeedsAFullForwardFirst) {
   Model m = resnet20();
   auto backend = make_backend("cpu");
