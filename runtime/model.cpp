@@ -10,6 +10,7 @@
 
 #include "models/builders.h"
 #include "runtime/error.h"
+#include "runtime/io/json.h"
 #include "runtime/io/safetensors.h"
 
 namespace veto {
@@ -69,11 +70,7 @@ const std::string& required(const std::map<std::string, std::string>& meta, cons
 }
 
 nlohmann::json parse_json(const std::string& text, const std::string& what, const std::string& source) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(source, ": metadata '", what, "' is not valid JSON");
-  }
+  return parse_metadata_json(text, what, source);
 }
 
 // An integer field. nlohmann converts a JSON float to int64 with a plain cast, undefined

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "runtime/error.h"
+#include "runtime/io/json.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/random.h"
 
@@ -243,18 +244,14 @@ struct MetadataReader {
     return v;
   }
   std::vector<std::string> strings(const std::string& key) const {
-    try {
-      const nlohmann::json j = nlohmann::json::parse(at(key));
-      VETO_CHECK(j.is_array(), file.source, ": metadata '", key, "' is not a JSON array");
-      std::vector<std::string> out;
-      for (const auto& v : j) {
-        VETO_CHECK(v.is_string(), file.source, ": metadata '", key, "' holds a non-string");
-        out.push_back(v.get<std::string>());
-      }
-      return out;
-    } catch (const nlohmann::json::exception&) {
-      fail(file.source, ": metadata '", key, "' is not valid JSON");
+    const nlohmann::json j = parse_metadata_json(at(key), key, file.source);
+    VETO_CHECK(j.is_array(), file.source, ": metadata '", key, "' is not a JSON array");
+    std::vector<std::string> out;
+    for (const auto& v : j) {
+      VETO_CHECK(v.is_string(), file.source, ": metadata '", key, "' holds a non-string");
+      out.push_back(v.get<std::string>());
     }
+    return out;
   }
 };
 
@@ -326,8 +323,10 @@ void save_mutant_set(const MutantSet& set, const std::string& path) {
   write_safetensors(path, f);
 }
 
-MutantSet load_mutant_set(const std::string& path) {
-  const SafetensorsFile f = read_safetensors(path);
+MutantSet load_mutant_set(const std::string& path) { return parse_mutant_set(read_safetensors(path)); }
+
+MutantSet parse_mutant_set(const SafetensorsFile& f) {
+  const std::string& path = f.source;
   const MetadataReader meta{f};
   VETO_CHECK(f.metadata.count("format") && f.metadata.at("format") == kFormat, path,
              ": not a veto mutant file (format '", f.metadata.count("format") ? f.metadata.at("format") : "",

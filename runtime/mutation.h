@@ -14,6 +14,8 @@
 
 namespace veto {
 
+struct SafetensorsFile;
+
 // NAI: w[c] <- -w[c]. GF: w[c][i] <- N(mu_i, sigma_i), mu_i and sigma_i the mean and
 // standard deviation of position i (cin, kh, kw) over all filters of the layer. WS: the
 // filter's weights randomly permuted. NS: the drawn filters of a layer permuted among
@@ -126,6 +128,8 @@ struct MutantSet {
 void save_mutant_set(const MutantSet& set, const std::string& path);
 // Reads and validates a mutant file; every problem is one veto::Error naming the file.
 MutantSet load_mutant_set(const std::string& path);
+// The same validation on an already parsed file (its source names it in messages).
+MutantSet parse_mutant_set(const SafetensorsFile& file);
 // Checks that `set` was built for `model` (the fingerprints agree; the message names both
 // models) and resolves every mutant against it.
 std::vector<WeightDelta> resolve_mutant_set(const Model& model, const MutantSet& set, const std::string& source);

@@ -232,6 +232,14 @@ TEST(ModelFile, TensorsAreCheckedInOrderBeforeTheArenaExists) {
   EXPECT_EQ(model_error(inception).rfind("m.safetensors: missing tensor '", 0), 0u) << model_error(inception);
 }
 
+// Metadata JSON is parsed with a nesting bound: a crafted file with deeply nested classes
+// must not exhaust the stack (nlohmann destroys nested values recursively).
+TEST(ModelFile, DeeplyNestedMetadataJsonIsRefused) {
+  SafetensorsFile file = read_safetensors(kResnet20);
+  file.metadata["classes"] = std::string(1000000, '[') + std::string(1000000, ']');
+  EXPECT_EQ(model_error(file), "m.safetensors: metadata 'classes' is nested deeper than 8 levels");
+}
+
 // The fingerprint derived files record: the same for the same model, different for other
 // weights, another variant of the graph or other class names.
 TEST(ModelFile, FingerprintIdentifiesWeightsGraphAndClasses) {

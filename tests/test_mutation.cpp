@@ -297,6 +297,8 @@ TEST(MutantFile, RejectsCorruptFiles) {
   expect_load_error([](SafetensorsFile& f) { f.metadata["count"] = "x"; }, "metadata 'count' = 'x' is not an integer");
   expect_load_error([](SafetensorsFile& f) { f.metadata["count"] = "4"; }, "tensor 'draw' has shape (3), expected (4)");
   expect_load_error([](SafetensorsFile& f) { f.metadata["layers"] = "[1"; }, "metadata 'layers' is not valid JSON");
+  expect_load_error([](SafetensorsFile& f) { f.metadata["scope"] = std::string(100, '[') + std::string(100, ']'); },
+                    "metadata 'scope' is nested deeper than 8 levels");
   expect_load_error([](SafetensorsFile& f) { f.metadata["operator"] = "zap"; }, "unknown mutation operator 'zap'");
   expect_load_error([&](SafetensorsFile& f) { set_i64(f, "edit_layer", 0, 99); }, "edit 0 names layer 99 of");
   expect_load_error([&](SafetensorsFile& f) { set_i64(f, "edit_offsets", 1, 100); }, "'edit_offsets' decreases at 1");

@@ -169,6 +169,37 @@ jpeg[dht + 5:dht + 21] = bytes([255] * 16)  # > 256 Huffman symbols: screened be
 put("image", "bad-huffman.jpg", bytes(jpeg))
 put("image", "bad-text.png", b"this is not a PNG file at all")
 
+# ---- mutant files (fuzz_mutants resolves them against a model with one conv "conv", 4 filters of 3x3x3)
+def mutant_meta(count, layers=("conv",), **changes):
+    meta = {"format": "veto-mutants/1", "model": "tiny", "arch": "fuzz_tiny", "model_fingerprint": "fnv1a64:0",
+            "operator": "nai", "gamma": "0.5", "seed": "7", "scope": "[]", "filters_per_mutant": "2",
+            "accept_ratio": "0.9", "acceptance_data": "seed", "acceptance_count": "10", "original_accuracy": "0.8",
+            "draws": "3", "rejected": "1", "count": str(count), "layers": json.dumps(list(layers))}
+    meta.update(changes)
+    return meta
+
+
+def mutant_file(meta, offsets, edit_layer, edit_filter, sizes, values):
+    count = len(offsets) - 1
+    return safetensors([("draw", "I64", (count,), i64(range(count))),
+                        ("correct", "I64", (count,), i64([9] * count)),
+                        ("edit_offsets", "I64", (count + 1,), i64(offsets)),
+                        ("edit_layer", "I64", (len(edit_layer),), i64(edit_layer)),
+                        ("edit_filter", "I64", (len(edit_filter),), i64(edit_filter)),
+                        ("layer_filter_size", "I64", (len(sizes),), i64(sizes)),
+                        ("values", "F32", (len(values),), f32(values))], meta)
+
+
+filters = np.arange(3 * 27, dtype=np.float32) / 10 - 4
+put("mutants", "valid-two", mutant_file(mutant_meta(2), [0, 2, 3], [0, 0, 0], [1, 3, 0], [27], filters))
+put("mutants", "valid-empty", mutant_file(mutant_meta(0, layers=(), draws="0"), [0], [], [], [], []))
+put("mutants", "bad-filter-range", mutant_file(mutant_meta(1), [0, 1], [0], [9], [27], filters[:27]))
+put("mutants", "bad-not-conv", mutant_file(mutant_meta(1, layers=("relu",)), [0, 1], [0], [0], [27], filters[:27]))
+put("mutants", "bad-filter-size", mutant_file(mutant_meta(1), [0, 1], [0], [0], [26], filters[:26]))
+put("mutants", "bad-values", mutant_file(mutant_meta(2), [0, 2, 3], [0, 0, 0], [1, 3, 0], [27], filters[:60]))
+put("mutants", "bad-layers-json", mutant_file(mutant_meta(1, layers=("conv",), scope="[[[[[[[[[[1]]]]]]]]]]"),
+                                              [0, 1], [0], [0], [27], filters[:27]))
+
 # ---- CLI arguments -------------------------------------------------------------------------
 for i, line in enumerate([
         "--model resnet20 --data data/cifar10_test_0-999.bin --limit 10 --batch 32",
