@@ -72,6 +72,14 @@ std::vector<int> MutantRunner::predict(const WeightDelta& delta) {
   return predictions;
 }
 
+int64_t mutant_batch(const Model& model, int64_t requested, size_t max_memory) {
+  size_t per_image = 0;
+  for (const Node& n : model.graph.nodes()) per_image += static_cast<size_t>(n.shape.numel()) * 2 * sizeof(float);
+  VETO_CHECK(per_image <= max_memory, "one image needs ", (per_image + (1 << 20) - 1) >> 20,
+             " MiB of activations for mutant evaluation, more than --max-memory (", max_memory >> 20, " MiB)");
+  return std::max<int64_t>(1, std::min<int64_t>(requested, static_cast<int64_t>(max_memory / per_image)));
+}
+
 Sprt::Sprt(double threshold_, double alpha, double beta) : threshold(threshold_) {
   VETO_CHECK(std::isfinite(threshold) && threshold > 0 && threshold * 1.1 < 1, "SPRT threshold must be in (0, ",
              1 / 1.1, "), got ", threshold);
@@ -152,16 +160,19 @@ MutantSet build_mutant_set(Model& model, MutantRunner& runner, const Dataset& ac
                " has no label");
   const MutantGenerator generator(model, options.op, options.gamma, options.seed, options.scope);
 
-  // The acceptance images in batches, with the original model's correct count.
+  // The original model's correct count on the acceptance images.
   const int64_t batch = runner.batch();
-  std::vector<std::vector<float>> batches;
+  std::vector<float> images;
+  auto load = [&](int64_t start) {
+    const int64_t b = std::min(batch, n - start);
+    images.resize(static_cast<size_t>(b * acceptance.sample_size()));
+    acceptance.load_batch(start, b, images.data());
+    return runner.load(images.data(), b);
+  };
   int64_t original_correct = 0;
   for (int64_t start = 0; start < n; start += batch) {
-    const int64_t b = std::min(batch, n - start);
-    batches.emplace_back(static_cast<size_t>(b * acceptance.sample_size()));
-    acceptance.load_batch(start, b, batches.back().data());
-    const std::vector<int>& p = runner.load(batches.back().data(), b);
-    for (int64_t i = 0; i < b; ++i) original_correct += p[static_cast<size_t>(i)] == acceptance.label(start + i);
+    const std::vector<int>& p = load(start);
+    for (size_t i = 0; i < p.size(); ++i) original_correct += p[i] == acceptance.label(start + static_cast<int64_t>(i));
   }
   const double bound = options.accept_ratio * static_cast<double>(original_correct);
 
@@ -198,10 +209,9 @@ MutantSet build_mutant_set(Model& model, MutantRunner& runner, const Dataset& ac
     }
     std::vector<int64_t> correct(static_cast<size_t>(round), 0);
     std::vector<bool> alive(static_cast<size_t>(round), true);
-    int64_t start = 0;
-    for (const std::vector<float>& images : batches) {
+    for (int64_t start = 0; start < n; start += batch) {
       const int64_t b = std::min(batch, n - start);
-      runner.load(images.data(), b);
+      load(start);
       for (int64_t c = 0; c < round; ++c) {
         if (!alive[static_cast<size_t>(c)]) continue;
         const std::vector<int> p = runner.predict(deltas[static_cast<size_t>(c)]);
@@ -209,7 +219,6 @@ MutantSet build_mutant_set(Model& model, MutantRunner& runner, const Dataset& ac
         // Even if every remaining image were right it could not pass.
         if (static_cast<double>(correct[static_cast<size_t>(c)] + n - start - b) <= bound) alive[static_cast<size_t>(c)] = false;
       }
-      start += b;
     }
     for (int64_t c = 0; c < round && static_cast<int64_t>(set.mutants.size()) < options.count; ++c) {
       ++drawn;

@@ -53,6 +53,11 @@ class MutantRunner {
   std::vector<int> predictions_;
 };
 
+// The largest batch (at most `requested`) whose fast-path plan fits `max_memory` bytes: per
+// image every activation and its copy (an upper bound: values fused away count too). Throws
+// when one image does not fit.
+int64_t mutant_batch(const Model& model, int64_t requested, size_t max_memory);
+
 // Sequential probability ratio test on the label changes (Wang et al.): threshold zeta,
 // p1 = zeta + sigma, p0 = zeta - sigma, sigma = 0.1 zeta; after n mutants with c changes
 // LLR = c ln(p1/p0) + (n - c) ln((1 - p1)/(1 - p0)); "suspicious" once LLR >= ln((1 -

@@ -388,6 +388,8 @@ TEST(Cli, MutantsAndLcrBadInput) {
   expect_error(veto("lcr --model resnet20 --mutants '" + set.string() + "' --sprt --sprt-threshold 0.95" + lcr),
                "SPRT threshold must be in");
   expect_error(veto("lcr --model resnet20" + lcr), "needs --mutants");
+  expect_error(veto("lcr --model resnet20 --mutants '" + set.string() + "' --max-memory 1" + lcr),
+               "one image needs 6 MiB of activations for mutant evaluation, more than --max-memory (1 MiB)");
   EXPECT_EQ(slurp(out), "keep me");  // nothing already written is touched by a failed run
 }
 
