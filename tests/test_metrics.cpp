@@ -22,11 +22,70 @@ TEST(Auroc, HandComputedCases) {
   EXPECT_DOUBLE_EQ(auroc({0.3, 0.1, 0.0, 0.0, 0.1}, {true, true, false, false, false}), 5.5 / 6);
 }
 
+TEST(DetectionMetrics, HandComputedCases) {
+  // Two right (false) and two wrong (true) predictions.
+  const std::vector<double> s{0.1, 0.4, 0.35, 0.8};
+  const std::vector<bool> wrong{false, false, true, true};
+  // sklearn's average_precision_score docstring example: 0.5 x 1 + 0.5 x 2/3.
+  EXPECT_NEAR(average_precision(s, wrong), 0.5 + 0.5 * 2 / 3.0, 1e-15);
+  // ROC at each distinct threshold, cancelling scores >= t.
+  const std::vector<RocPoint> roc = roc_curve(s, wrong);
+  ASSERT_EQ(roc.size(), 5u);
+  const double want[5][2] = {{0, 0}, {0, 0.5}, {0.5, 0.5}, {0.5, 1}, {1, 1}};
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_DOUBLE_EQ(roc[i].fpr, want[i][0]) << i;
+    EXPECT_DOUBLE_EQ(roc[i].tpr, want[i][1]) << i;
+  }
+  EXPECT_DOUBLE_EQ(roc[1].threshold, 0.8);
+  // J = 0.5 at t = 0.8 and at t = 0.35: the first maximum along the curve.
+  EXPECT_DOUBLE_EQ(youden_threshold(s, wrong), 0.8);
+  // J at 0.9, 0.25, 0.2, 0.1: -0.5, 0, 0.5, 0.
+  EXPECT_DOUBLE_EQ(youden_threshold({0.1, 0.2, 0.25, 0.9}, {false, true, true, false}), 0.2);
+  // Keeping 95% of the 2 right ones needs both (t = 0.4): the wrong one at 0.35 is accepted.
+  EXPECT_DOUBLE_EQ(fpr_at_negatives_kept(s, wrong), 0.5);
+  EXPECT_DOUBLE_EQ(fpr_at_negatives_kept(s, wrong, 0.5), 0.0);
+  // Risk at coverage 1/4 .. 4/4: 0, 1/2, 1/3, 2/4.
+  EXPECT_NEAR(aurc(s, wrong), (0 + 0.5 + 1 / 3.0 + 0.5) / 4, 1e-15);
+  const std::vector<RiskCoveragePoint> rc = risk_coverage_curve(s, wrong);
+  ASSERT_EQ(rc.size(), 4u);
+  EXPECT_DOUBLE_EQ(rc[1].coverage, 0.5);
+  EXPECT_DOUBLE_EQ(rc[1].risk, 0.5);
+  EXPECT_DOUBLE_EQ(rc[3].risk, 0.5);
+  // A tied group spreads its errors evenly: k = 1: 0; k = 2: (1/2)/2; k = 3: 1/3.
+  EXPECT_NEAR(aurc({1, 1, 0}, {true, false, false}), (0 + 0.25 + 1 / 3.0) / 3, 1e-15);
+  EXPECT_NEAR(optimal_aurc(0.1), 0.1 + 0.9 * std::log(0.9), 1e-15);
+  EXPECT_EQ(optimal_aurc(0.0), 0.0);
+}
+
+TEST(DetectionMetrics, BootstrapIntervalOfTheAuroc) {
+  std::vector<double> s;
+  std::vector<bool> wrong;
+  for (int i = 0; i < 300; ++i) {
+    wrong.push_back(i % 5 == 0);
+    s.push_back((i * 37 % 101) / 101.0 + (wrong.back() ? 0.4 : 0.0));
+  }
+  const double point = auroc(s, wrong);
+  const Interval ci = auroc_bootstrap(s, wrong, 500, 0.95, 3);
+  EXPECT_LT(ci.low, point);
+  EXPECT_GT(ci.high, point);
+  EXPECT_GT(ci.low, point - 0.1);
+  EXPECT_LT(ci.high, point + 0.1);
+  const Interval again = auroc_bootstrap(s, wrong, 500, 0.95, 3);
+  EXPECT_EQ(ci.low, again.low);
+  EXPECT_EQ(ci.high, again.high);
+  const Interval perfect = auroc_bootstrap({0, 0, 1, 1}, {false, false, true, true}, 100);
+  EXPECT_EQ(perfect.low, 1.0);
+  EXPECT_EQ(perfect.high, 1.0);
+}
+
 TEST(Auroc, RejectsWhatHasNoAnswer) {
   EXPECT_THROW(auroc({0.1, 0.2}, {true, true}), Error);
   EXPECT_THROW(auroc({0.1, 0.2}, {false, false}), Error);
   EXPECT_THROW(auroc({0.1}, {true, false}), Error);
   EXPECT_THROW(auroc({std::nan(""), 0.2}, {true, false}), Error);
+  EXPECT_THROW(aurc({0.1, 0.2}, {true, true}), Error);
+  EXPECT_THROW(average_precision({0.1, 0.2}, {false, false}), Error);
+  EXPECT_THROW(fpr_at_negatives_kept({0.1, 0.2}, {true, false}, 0.0), Error);
 }
 
 }  // namespace
