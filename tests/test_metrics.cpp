@@ -5,6 +5,7 @@
 
 #include "runtime/error.h"
 #include "runtime/metrics.h"
+#include "runtime/softmax_scores.h"
 
 namespace veto {
 namespace {
@@ -76,6 +77,31 @@ TEST(DetectionMetrics, BootstrapIntervalOfTheAuroc) {
   const Interval perfect = auroc_bootstrap({0, 0, 1, 1}, {false, false, true, true}, 100);
   EXPECT_EQ(perfect.low, 1.0);
   EXPECT_EQ(perfect.high, 1.0);
+}
+
+TEST(SoftmaxScores, HandComputedCases) {
+  // z = (ln 1, ln 2, ln 5): p = (0.125, 0.25, 0.625).
+  const float z[3] = {0.0f, static_cast<float>(std::log(2.0)), static_cast<float>(std::log(5.0))};
+  const auto s = softmax_scores(z, 3);
+  EXPECT_NEAR(s[kMsp], 0.625, 1e-7);
+  EXPECT_NEAR(s[kMaxLogit], std::log(5.0), 1e-7);
+  EXPECT_NEAR(s[kMargin], 0.625 - 0.25, 1e-7);
+  EXPECT_NEAR(s[kEntropy], -(0.125 * std::log(0.125) + 0.25 * std::log(0.25) + 0.625 * std::log(0.625)), 1e-7);
+  EXPECT_NEAR(s[kEnergy], std::log(8.0), 1e-7);
+  const double g = 1 - (0.125 * 0.125 + 0.25 * 0.25 + 0.625 * 0.625);
+  EXPECT_NEAR(s[kDoctor], g / (1 - g), 1e-7);
+  // Huge logits stay finite (shifted by the max); ties give a zero margin.
+  const float big[3] = {1000.0f, 1000.0f, -1000.0f};
+  const auto t = softmax_scores(big, 3);
+  EXPECT_NEAR(t[kMsp], 0.5, 1e-12);
+  EXPECT_NEAR(t[kMargin], 0.0, 1e-12);
+  EXPECT_NEAR(t[kEnergy], 1000 + std::log(2.0), 1e-9);
+  EXPECT_TRUE(std::isfinite(t[kDoctor]));
+  const float bad[2] = {0.0f, std::nanf("")};
+  EXPECT_THROW(softmax_scores(bad, 2), Error);
+  EXPECT_EQ(std::string(softmax_score_name(kDoctor)), "doctor");
+  EXPECT_EQ(softmax_score_error_sign(kMsp), -1);
+  EXPECT_EQ(softmax_score_error_sign(kEntropy), 1);
 }
 
 TEST(Auroc, RejectsWhatHasNoAnswer) {
