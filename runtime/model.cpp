@@ -10,6 +10,7 @@
 
 #include "models/builders.h"
 #include "runtime/error.h"
+#include "runtime/fingerprint.h"
 #include "runtime/io/json.h"
 #include "runtime/io/safetensors.h"
 
@@ -206,25 +207,6 @@ void save_model(const Model& model, const std::string& path) {
   write_safetensors(path, file);
 }
 
-namespace {
-
-struct Fnv1a64 {
-  uint64_t state = 14695981039346656037ull;
-  void bytes(const void* data, size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < n; ++i) state = (state ^ p[i]) * 1099511628211ull;
-  }
-  // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
-  void text(const std::string& s) {
-    const uint64_t n = s.size();
-    bytes(&n, sizeof n);
-    bytes(s.data(), s.size());
-  }
-  void shape(const Shape& s) { text(s.str()); }
-};
-
-}  // namespace
-
 std::string model_fingerprint(const Model& model) {
   Fnv1a64 h;
   h.text(model.arch);
@@ -244,9 +226,7 @@ std::string model_fingerprint(const Model& model) {
     h.shape(v.shape);
     h.bytes(model.params.data() + v.offset, static_cast<size_t>(v.shape.numel()) * sizeof(float));
   }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h.state));
-  return std::string("fnv1a64:") + hex;
+  return h.hex();
 }
 
 }  // namespace veto

@@ -8,9 +8,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <unordered_set>
 
 #include "runtime/error.h"
+#include "runtime/fingerprint.h"
 #include "runtime/io/json.h"
 #include "runtime/io/safetensors.h"
 #include "runtime/random.h"
@@ -404,6 +404,21 @@ MutantSet parse_mutant_set(const SafetensorsFile& f) {
     s.mutants.push_back(std::move(mutant));
   }
   return s;
+}
+
+std::string mutant_set_fingerprint(const MutantSet& set) {
+  Fnv1a64 h;
+  h.text(set.model_fingerprint);
+  h.text(mutation_operator_name(set.op));
+  for (const Mutant& m : set.mutants) {
+    h.bytes(&m.draw, sizeof m.draw);
+    for (const FilterEdit& e : m.edits) {
+      h.text(e.layer);
+      h.bytes(&e.filter, sizeof e.filter);
+      h.bytes(e.values.data(), e.values.size() * sizeof(float));
+    }
+  }
+  return h.hex();
 }
 
 std::vector<WeightDelta> resolve_mutant_set(const Model& model, const MutantSet& set, const std::string& source) {

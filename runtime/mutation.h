@@ -124,6 +124,10 @@ struct MutantSet {
   std::vector<Mutant> mutants;
 };
 
+// Which mutant set made a derived file (features, detectors), as "fnv1a64:<hex>": the
+// model's fingerprint, the operator and every mutant's draw and edits.
+std::string mutant_set_fingerprint(const MutantSet& set);
+
 // The mutant file: safetensors, format "veto-mutants/1" (layout in the README).
 void save_mutant_set(const MutantSet& set, const std::string& path);
 // Reads and validates a mutant file; every problem is one veto::Error naming the file.

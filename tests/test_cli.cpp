@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -391,6 +392,65 @@ TEST(Cli, MutantsAndLcrBadInput) {
   expect_error(veto("lcr --model resnet20 --mutants '" + set.string() + "' --max-memory 1" + lcr),
                "one image needs 6 MiB of activations for mutant evaluation, more than --max-memory (1 MiB)");
   EXPECT_EQ(slurp(out), "keep me");  // nothing already written is touched by a failed run
+}
+
+// `veto features` resumes from OUT.partial: the final file equals an uninterrupted run's,
+// byte for byte, after a checkpoint cut at a batch boundary and after kill -9 mid-run.
+TEST(Cli, FeaturesResumeGivesTheSameFile) {
+  const fs::path set = scratch("features_mutants.safetensors"), full = scratch("features_full.safetensors"),
+                 cut = scratch("features_cut.safetensors"), killed = scratch("features_killed.safetensors");
+  ASSERT_EQ(veto("mutants build --model resnet20 --data " + kCifar + " --limit 60 --gamma 0.005 --count 3 --out '" +
+                 set.string() + "'").code, 0);
+  const std::string common = "features --model resnet20 --mutants '" + set.string() + "' --data " + kCifar +
+                             " --limit 60 --batch 8 --layers layer2.2 layer3.2";
+  CliRun r = veto(common + " --out '" + full.string() + "' --csv '" + scratch("features.csv").string() + "' --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["count"], 60);
+  EXPECT_FALSE(fs::exists(full.string() + ".partial"));
+  const SafetensorsFile f = read_safetensors(full.string());
+  EXPECT_EQ(f.metadata.at("format"), "veto-features/1");
+  EXPECT_EQ(f.metadata.at("complete"), "true");
+  EXPECT_EQ(f.get("conductance.layer3.2").shape, (Shape{60, 64}));
+  EXPECT_EQ(f.get("softmax_scores").shape, (Shape{60, 6}));
+  EXPECT_EQ(f.get("lcr").shape, (Shape{60}));
+
+  // A checkpoint after 24 rows, as a run interrupted there leaves it.
+  SafetensorsFile partial = f;
+  for (SafeTensor& t : partial.tensors) {
+    const size_t row = t.bytes.size() / 60;
+    t.bytes.resize(row * 24);
+    t.shape[0] = 24;
+  }
+  partial.metadata["complete"] = "false";
+  partial.metadata["count"] = "24";
+  write_safetensors(cut.string() + ".partial", partial);
+  r = veto(common + " --out '" + cut.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("resumed after 24"), std::string::npos) << r.out;
+  EXPECT_EQ(slurp(cut), slurp(full));
+  EXPECT_FALSE(fs::exists(cut.string() + ".partial"));
+
+  // A checkpoint of other options is refused, not mixed in.
+  write_safetensors(cut.string() + ".partial", partial);
+  expect_error(veto(common + " --steps 5 --out '" + cut.string() + "'"), "is the checkpoint of another run (steps: '10' there, '5' now)");
+  fs::remove(cut.string() + ".partial");
+
+  // kill -9 once the first checkpoint exists, then the same command again.
+  const std::string cmd = std::string("exec '") + VETO_CLI_PATH + "' " + common + " --out '" + killed.string() + "' >/dev/null 2>&1";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  for (int i = 0; i < 6000 && !fs::exists(killed.string() + ".partial"); ++i) ::usleep(10000);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_FALSE(fs::exists(killed));  // killed before the end: no output yet, never a torn one
+  r = veto(common + " --out '" + killed.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(slurp(killed), slurp(full));
 }
 
 }  // namespace

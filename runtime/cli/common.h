@@ -44,5 +44,6 @@ int cmd_preprocess(const std::vector<std::string>& words);
 int cmd_attribute(const std::vector<std::string>& words);
 int cmd_mutants(const std::vector<std::string>& words);
 int cmd_lcr(const std::vector<std::string>& words);
+int cmd_features(const std::vector<std::string>& words);
 
 }  // namespace veto::cli

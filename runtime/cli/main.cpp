@@ -23,6 +23,7 @@ const char* kUsage =
     "  attribute   layer conductance of every input at chosen layers (features, maps)\n"
     "  mutants     build an accepted set of model mutants (build), or describe one (info)\n"
     "  lcr         label change rate of every input under a mutant set\n"
+    "  features    logits, softmax scores, conductance and LCR of every input (the detector's inputs)\n"
     "\n"
     "`veto COMMAND --help` documents each command's options.\n";
 
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
     if (command == "attribute") return veto::cli::cmd_attribute(words);
     if (command == "mutants") return veto::cli::cmd_mutants(words);
     if (command == "lcr") return veto::cli::cmd_lcr(words);
+    if (command == "features") return veto::cli::cmd_features(words);
     std::cerr << "veto: error: unknown command '" << command << "' (see veto --help)\n";
     return 1;
   } catch (const veto::Error& e) {
