@@ -45,5 +45,6 @@ int cmd_attribute(const std::vector<std::string>& words);
 int cmd_mutants(const std::vector<std::string>& words);
 int cmd_lcr(const std::vector<std::string>& words);
 int cmd_features(const std::vector<std::string>& words);
+int cmd_evaluate(const std::vector<std::string>& words);
 
 }  // namespace veto::cli

@@ -24,6 +24,7 @@ const char* kUsage =
     "  mutants     build an accepted set of model mutants (build), or describe one (info)\n"
     "  lcr         label change rate of every input under a mutant set\n"
     "  features    logits, softmax scores, conductance and LCR of every input (the detector's inputs)\n"
+    "  evaluate    every error-detection signal and detector on a features file (metrics, report)\n"
     "\n"
     "`veto COMMAND --help` documents each command's options.\n";
 
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
     if (command == "mutants") return veto::cli::cmd_mutants(words);
     if (command == "lcr") return veto::cli::cmd_lcr(words);
     if (command == "features") return veto::cli::cmd_features(words);
+    if (command == "evaluate") return veto::cli::cmd_evaluate(words);
     std::cerr << "veto: error: unknown command '" << command << "' (see veto --help)\n";
     return 1;
   } catch (const veto::Error& e) {
