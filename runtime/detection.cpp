@@ -98,13 +98,6 @@ Matrix feature_matrix(const FeatureSet& f, const std::vector<std::string>& group
 
 namespace {
 
-std::vector<std::string> conductance_groups(const std::vector<std::string>& groups) {
-  std::vector<std::string> out;
-  for (const std::string& g : groups)
-    if (g != "lcr") out.push_back(g);
-  return out;
-}
-
 // The two-stage detector's second input: [LCR, the first stage's score] per row.
 Matrix second_stage_matrix(const FeatureSet& f, const std::vector<int64_t>& rows, const std::vector<double>& first) {
   Matrix m;
@@ -129,10 +122,23 @@ std::vector<bool> wrong_of(const FeatureSet& f, const std::vector<int64_t>& rows
 
 }  // namespace
 
+std::vector<std::string> ErrorDetector::first_groups() const {
+  if (kind != "two-stage") return groups;
+  std::vector<std::string> out;
+  for (const std::string& g : groups)
+    if (g != "lcr") out.push_back(g);
+  return out;
+}
+
+bool ErrorDetector::reads(const std::string& group_prefix) const {
+  for (const std::string& g : groups)
+    if (g.rfind(group_prefix, 0) == 0) return true;
+  return false;
+}
+
 std::vector<double> ErrorDetector::score(const FeatureSet& f, const std::vector<int64_t>& rows) const {
-  if (kind != "two-stage") return first.score(feature_matrix(f, groups, rows));
-  const std::vector<double> s1 = first.score(feature_matrix(f, conductance_groups(groups), rows));
-  return second.score(second_stage_matrix(f, rows, s1));
+  const std::vector<double> s1 = first.score(feature_matrix(f, first_groups(), rows));
+  return kind == "two-stage" ? second.score(second_stage_matrix(f, rows, s1)) : s1;
 }
 
 ErrorDetector train_error_detector(const FeatureSet& f, const std::string& kind, const std::vector<std::string>& groups,
@@ -140,24 +146,21 @@ ErrorDetector train_error_detector(const FeatureSet& f, const std::string& kind,
   ErrorDetector d;
   d.kind = kind;
   d.groups = groups;
+  VETO_CHECK(kind == "logistic" || kind == "mlp" || kind == "two-stage", "unknown detector '", kind,
+             "' (logistic, mlp, two-stage)");
+  VETO_CHECK(kind != "two-stage" || (std::count(groups.begin(), groups.end(), "lcr") == 1 && groups.size() >= 2),
+             "a two-stage detector reads LCR and other groups, e.g. conductance+lcr");
   const std::vector<bool> y = wrong_of(f, split.train);
-  if (kind == "logistic" || kind == "mlp") {
-    DetectorConfig c = config;
-    c.kind = kind;
-    d.first = Detector::train(feature_matrix(f, groups, split.train), y, c);
-  } else if (kind == "two-stage") {
-    VETO_CHECK(std::count(groups.begin(), groups.end(), "lcr") == 1 && groups.size() >= 2,
-               "a two-stage detector reads LCR and conductance groups, e.g. conductance+lcr");
-    DetectorConfig c = config;
-    c.kind = "mlp";
-    d.first = Detector::train(feature_matrix(f, conductance_groups(groups), split.train), y, c);
+  const Matrix x = feature_matrix(f, d.first_groups(), split.train);
+  d.provenance["feature_columns"] = std::to_string(x.cols);
+  DetectorConfig c = config;
+  c.kind = kind == "logistic" ? "logistic" : "mlp";
+  d.first = Detector::train(x, y, c);
+  if (kind == "two-stage") {
     DetectorConfig small = c;
     small.hidden = {10, 10};
     small.seed = config.seed + 1;
-    const Matrix second = second_stage_matrix(f, split.train, d.first.score(feature_matrix(f, conductance_groups(groups), split.train)));
-    d.second = Detector::train(second, y, small);
-  } else {
-    fail("unknown detector '", kind, "' (logistic, mlp, two-stage)");
+    d.second = Detector::train(second_stage_matrix(f, split.train, d.first.score(x)), y, small);
   }
   d.threshold = youden_threshold(d.score(f, split.validation), wrong_of(f, split.validation));
   return d;
@@ -266,7 +269,10 @@ ErrorDetector load_error_detector(const std::string& path) {
 
 void check_detector_fits(const ErrorDetector& d, const FeatureSet& f, const std::string& detector_source,
                          const std::string& features_source) {
-  for (const char* key : {"model_fingerprint", "mutants_fingerprint", "rule", "steps"}) {
+  std::vector<std::string> keys{"model_fingerprint"};
+  if (d.reads("lcr")) keys.push_back("mutants_fingerprint");
+  if (d.reads("conductance")) keys.insert(keys.end(), {"rule", "steps"});
+  for (const std::string& key : keys) {
     const auto a = d.provenance.find(key);
     const auto b = f.metadata.find(key);
     const std::string want = a == d.provenance.end() ? "" : a->second, got = b == f.metadata.end() ? "" : b->second;
@@ -276,7 +282,7 @@ void check_detector_fits(const ErrorDetector& d, const FeatureSet& f, const std:
   }
   const auto expected = d.provenance.find("feature_columns");
   if (expected != d.provenance.end()) {
-    const Matrix probe = feature_matrix(f, d.kind == "two-stage" ? conductance_groups(d.groups) : d.groups, {});
+    const Matrix probe = feature_matrix(f, d.first_groups(), {});
     VETO_CHECK(std::to_string(probe.cols) == expected->second, detector_source, " reads ", expected->second,
                " features, ", features_source, " gives ", probe.cols, " for groups ", nlohmann::json(d.groups).dump());
   }

@@ -38,8 +38,12 @@ struct ErrorDetector {
   std::map<std::string, std::string> provenance;  // model/mutant fingerprints, layers, steps, ...
 
   std::vector<double> score(const FeatureSet& f, const std::vector<int64_t>& rows) const;
+  // The groups the first (or only) classifier reads: two-stage leaves LCR to the second.
+  std::vector<std::string> first_groups() const;
+  bool reads(const std::string& group_prefix) const;  // some group starts with it ("lcr", "conductance")
 };
-// Trains on split.train; the threshold maximises Youden's J on split.validation.
+// Trains on split.train; the threshold maximises Youden's J on split.validation. Records
+// the first classifier's column count as provenance "feature_columns".
 ErrorDetector train_error_detector(const FeatureSet& f, const std::string& kind, const std::vector<std::string>& groups,
                                    const Split& split, const DetectorConfig& config);
 
@@ -47,7 +51,8 @@ ErrorDetector train_error_detector(const FeatureSet& f, const std::string& kind,
 void save_error_detector(const ErrorDetector& d, const std::string& path);
 ErrorDetector load_error_detector(const std::string& path);
 // Checks that features `f` were made the way the detector's training features were (same
-// model, mutant set, layers, steps, rule); the message names both.
+// model; the same mutant set when it reads LCR; the same rule, steps and columns when it
+// reads conductance); the message names both.
 void check_detector_fits(const ErrorDetector& d, const FeatureSet& f, const std::string& detector_source,
                          const std::string& features_source);
 

@@ -122,6 +122,19 @@ FeatureSet load_features(const std::string& path, bool* complete) {
   return f;
 }
 
+std::map<std::string, std::string> feature_provenance(const Model& model, const MutantSet* mutants,
+                                                      const std::string& mutants_path, const FeatureOptions& options) {
+  return {{"model", model.source},
+          {"arch", model.arch},
+          {"model_fingerprint", model_fingerprint(model)},
+          {"mutants", mutants ? mutants_path : ""},
+          {"mutants_fingerprint", mutants ? mutant_set_fingerprint(*mutants) : ""},
+          {"mutant_count", std::to_string(mutants ? mutants->mutants.size() : 0)},
+          {"rule", conductance_rule_name(options.rule)},
+          {"steps", std::to_string(options.steps)},
+          {"classes", nlohmann::json(model.classes).dump()}};
+}
+
 FeatureExtractor::FeatureExtractor(Model& model, Backend& backend, const std::vector<WeightDelta>& mutants,
                                    const FeatureOptions& options, int64_t batch)
     : model_(model), mutants_(mutants), options_(options), runner_(model, backend, batch) {

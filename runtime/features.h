@@ -47,6 +47,11 @@ struct FeatureOptions {
   size_t max_memory = size_t(2) << 30;
 };
 
+// What identifies how features were made: model (and its fingerprint), mutant set (path,
+// fingerprint, count; empty without one), conductance rule and steps, the model's classes.
+std::map<std::string, std::string> feature_provenance(const Model& model, const MutantSet* mutants,
+                                                      const std::string& mutants_path, const FeatureOptions& options);
+
 class FeatureExtractor {
  public:
   // `mutants` may be empty (no LCR). The model, backend and mutants must outlive the

@@ -17,6 +17,8 @@
 
 #include <stb/stb_image_write.h>
 
+#include "runtime/detection.h"
+#include "runtime/features.h"
 #include "runtime/io/npy.h"
 #include "runtime/io/safetensors.h"
 
@@ -451,6 +453,63 @@ TEST(Cli, FeaturesResumeGivesTheSameFile) {
   r = veto(common + " --out '" + killed.string() + "'");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(slurp(killed), slurp(full));
+}
+
+// train-detector then detect on the same inputs: detect recomputes the features from the
+// images and reproduces the decisions (and scores) the detector gives on the features file.
+TEST(Cli, DetectReproducesTheDetectorsDecisions) {
+  const fs::path set = scratch("detect_mutants.safetensors"), features = scratch("detect_features.safetensors"),
+                 detector = scratch("detect_detector.safetensors");
+  ASSERT_EQ(veto("mutants build --model resnet20 --data " + kCifar + " --limit 60 --gamma 0.005 --count 3 --out '" +
+                 set.string() + "'").code, 0);
+  const std::string inputs = " --data " + kCifar + " --limit 200";
+  CliRun r = veto("features --model resnet20 --mutants '" + set.string() + "'" + inputs +
+                  " --layers layer3.1 layer3.2 --steps 4 --out '" + features.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = veto("train-detector --features '" + features.string() + "' --detector two-stage --epochs 5 --hidden 32,16 --out '" +
+           detector.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = veto("detect --model resnet20 --mutants '" + set.string() + "' --detector '" + detector.string() + "'" + inputs);
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  const ErrorDetector d = load_error_detector(detector.string());
+  const FeatureSet f = load_features(features.string());
+  std::vector<int64_t> rows(200);
+  for (int i = 0; i < 200; ++i) rows[static_cast<size_t>(i)] = i;
+  const std::vector<double> want = d.score(f, rows);
+  std::istringstream csv(r.out);
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "index,input,prediction,class,label,score,decision");
+  int count = 0, cancelled = 0;
+  while (std::getline(csv, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ls(line);
+    for (std::string c; std::getline(ls, c, ',');) cells.push_back(c);
+    ASSERT_EQ(cells.size(), 7u) << line;
+    const auto i = static_cast<size_t>(std::stoi(cells[0]));
+    EXPECT_EQ(std::stoll(cells[2]), f.prediction[i]);
+    EXPECT_NEAR(std::stod(cells[5]), want[i], 1e-8 * std::max(1.0, want[i]));
+    EXPECT_EQ(cells[6], want[i] >= d.threshold ? "cancel" : "accept") << line;
+    cancelled += cells[6] == "cancel";
+    ++count;
+  }
+  EXPECT_EQ(count, 200);
+  EXPECT_GT(cancelled, 0);
+  EXPECT_LT(cancelled, 200);
+
+  // Another model's inputs, a missing mutant file, features without errors to learn from.
+  expect_error(veto("detect --model '" + kData + "/keras_resnet20v1_random.safetensors' --mutants '" + set.string() +
+                    "' --detector '" + detector.string() + "'" + inputs),
+               "was built for model");
+  expect_error(veto("detect --model resnet20 --detector '" + detector.string() + "'" + inputs), "give --mutants FILE");
+  expect_error(veto("detect --model resnet20 --mutants '" + set.string() + "' --detector '" + features.string() + "'" + inputs),
+               "not a veto detector file");
+  expect_error(veto("train-detector --features '" + features.string() + "' --split 0.9,0.09 --out '" + detector.string() + "'"),
+               "each part needs some of them");
+  expect_error(veto("train-detector --features '" + features.string() + "' --detector mlp --groups conductance+nope --out '" + detector.string() + "'"),
+               "unknown feature group 'nope'");
+  expect_error(veto("evaluate --features '" + set.string() + "'"), "not a veto features file");
 }
 
 }  // namespace

@@ -106,18 +106,10 @@ int cmd_features(const std::vector<std::string>& words) {
   // What makes these features: a checkpoint made with anything else is not resumed.
   FeatureSet features = extractor.layout();
   auto& meta = features.metadata;
-  meta["model"] = model.source;
-  meta["arch"] = model.arch;
-  meta["model_fingerprint"] = model_fingerprint(model);
-  meta["mutants"] = args.get("mutants");
-  meta["mutants_fingerprint"] = mutants.empty() ? "" : mutant_set_fingerprint(set);
-  meta["mutant_count"] = std::to_string(mutants.size());
+  meta = feature_provenance(model, mutants.empty() ? nullptr : &set, args.get("mutants"), options);
   meta["data"] = args.has("data") ? args.get("data") : nlohmann::json(args.list("input")).dump();
   meta["inputs"] = std::to_string(data->size());
-  meta["rule"] = conductance_rule_name(options.rule);
-  meta["steps"] = std::to_string(options.steps);
   meta["batch"] = std::to_string(batch);
-  meta["classes"] = nlohmann::json(model.classes).dump();
 
   const std::string partial = out + ".partial";
   int64_t resumed = 0;

@@ -46,5 +46,7 @@ int cmd_mutants(const std::vector<std::string>& words);
 int cmd_lcr(const std::vector<std::string>& words);
 int cmd_features(const std::vector<std::string>& words);
 int cmd_evaluate(const std::vector<std::string>& words);
+int cmd_train_detector(const std::vector<std::string>& words);
+int cmd_detect(const std::vector<std::string>& words);
 
 }  // namespace veto::cli

@@ -25,6 +25,8 @@ const char* kUsage =
     "  lcr         label change rate of every input under a mutant set\n"
     "  features    logits, softmax scores, conductance and LCR of every input (the detector's inputs)\n"
     "  evaluate    every error-detection signal and detector on a features file (metrics, report)\n"
+    "  train-detector  train one error detector on a features file and save it\n"
+    "  detect      per input: prediction, detector score, accept or cancel\n"
     "\n"
     "`veto COMMAND --help` documents each command's options.\n";
 
@@ -48,6 +50,8 @@ int main(int argc, char** argv) {
     if (command == "lcr") return veto::cli::cmd_lcr(words);
     if (command == "features") return veto::cli::cmd_features(words);
     if (command == "evaluate") return veto::cli::cmd_evaluate(words);
+    if (command == "train-detector") return veto::cli::cmd_train_detector(words);
+    if (command == "detect") return veto::cli::cmd_detect(words);
     std::cerr << "veto: error: unknown command '" << command << "' (see veto --help)\n";
     return 1;
   } catch (const veto::Error& e) {
