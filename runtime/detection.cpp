@@ -157,10 +157,35 @@ ErrorDetector train_error_detector(const FeatureSet& f, const std::string& kind,
   c.kind = kind == "logistic" ? "logistic" : "mlp";
   d.first = Detector::train(x, y, c);
   if (kind == "two-stage") {
+    // The second stage learns from first-stage scores on rows that stage did not train on
+    // (5-fold out-of-fold over the training part, folds stratified): on its own training
+    // rows an MLP's scores are over-confident and would teach the second stage to trust it.
+    constexpr int kFolds = 5;
+    std::vector<int> fold(split.train.size());
+    int next[2] = {0, 0};
+    for (size_t i = 0; i < split.train.size(); ++i) fold[i] = next[y[i]]++ % kFolds;
+    std::vector<double> out_of_fold(split.train.size());
+    for (int k = 0; k < kFolds; ++k) {
+      std::vector<int64_t> fit_rows, held_rows;
+      std::vector<bool> fit_y;
+      for (size_t i = 0; i < split.train.size(); ++i)
+        if (fold[i] == k) {
+          held_rows.push_back(split.train[i]);
+        } else {
+          fit_rows.push_back(split.train[i]);
+          fit_y.push_back(y[i]);
+        }
+      DetectorConfig fold_config = c;
+      fold_config.seed = config.seed + 2 + static_cast<uint64_t>(k);
+      const Detector m = Detector::train(feature_matrix(f, d.first_groups(), fit_rows), fit_y, fold_config);
+      const std::vector<double> held = m.score(feature_matrix(f, d.first_groups(), held_rows));
+      for (size_t i = 0, h = 0; i < split.train.size(); ++i)
+        if (fold[i] == k) out_of_fold[i] = held[h++];
+    }
     DetectorConfig small = c;
     small.hidden = {10, 10};
     small.seed = config.seed + 1;
-    d.second = Detector::train(second_stage_matrix(f, split.train, d.first.score(x)), y, small);
+    d.second = Detector::train(second_stage_matrix(f, split.train, out_of_fold), y, small);
   }
   d.threshold = youden_threshold(d.score(f, split.validation), wrong_of(f, split.validation));
   return d;

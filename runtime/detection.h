@@ -29,7 +29,8 @@ Matrix feature_matrix(const FeatureSet& f, const std::vector<std::string>& group
 std::vector<std::string> parse_groups(const std::string& spec);
 
 // A trained error detector over feature groups: one classifier, or the paper's two stages
-// (an MLP on conductance, then a small MLP on [LCR, its score]).
+// (an MLP on conductance, then a small MLP on [LCR, its score], trained on out-of-fold
+// scores of the first).
 struct ErrorDetector {
   std::string kind;                 // "logistic" | "mlp" | "two-stage"
   std::vector<std::string> groups;  // what it reads (two-stage: conductance groups + "lcr")

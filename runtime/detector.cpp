@@ -12,6 +12,14 @@ namespace {
 
 double sigmoid(double z) { return z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z)); }
 
+// A dot product the compiler may vectorize (a fixed reassociation: deterministic per build).
+double dot(const double* a, const double* b, int64_t n) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t k = 0; k < n; ++k) s += a[k] * b[k];
+  return s;
+}
+
 }  // namespace
 
 Detector Detector::train(const Matrix& x, const std::vector<bool>& y, const DetectorConfig& config) {
@@ -98,10 +106,7 @@ Detector Detector::train(const Matrix& x, const std::vector<bool>& y, const Dete
           const Layer& ly = det.layers_[l];
           act[l + 1].assign(static_cast<size_t>(ly.out), 0.0);
           for (int64_t o = 0; o < ly.out; ++o) {
-            double z = ly.b[static_cast<size_t>(o)];
-            const double* w = ly.w.data() + o * ly.in;
-            for (int64_t k = 0; k < ly.in; ++k) z += w[k] * act[l][static_cast<size_t>(k)];
-            act[l + 1][static_cast<size_t>(o)] = z;
+            act[l + 1][static_cast<size_t>(o)] = ly.b[static_cast<size_t>(o)] + dot(ly.w.data() + o * ly.in, act[l].data(), ly.in);
           }
           if (l + 1 < L) {  // hidden: ReLU, then dropout (inverted: kept units scaled by 1/keep)
             kept[l].assign(static_cast<size_t>(ly.out), true);
@@ -187,9 +192,7 @@ std::vector<double> Detector::score(const Matrix& x) const {
       const Layer& ly = layers_[l];
       next.assign(static_cast<size_t>(ly.out), 0.0);
       for (int64_t o = 0; o < ly.out; ++o) {
-        double z = ly.b[static_cast<size_t>(o)];
-        const double* w = ly.w.data() + o * ly.in;
-        for (int64_t k = 0; k < ly.in; ++k) z += w[k] * a[static_cast<size_t>(k)];
+        const double z = ly.b[static_cast<size_t>(o)] + dot(ly.w.data() + o * ly.in, a.data(), ly.in);
         next[static_cast<size_t>(o)] = l + 1 < layers_.size() ? std::max(z, 0.0) : z;
       }
       a.swap(next);

@@ -15,6 +15,7 @@ const char* kUsage =
     "veto runs CNN classifiers and tells when a prediction is probably wrong.\n"
     "\n"
     "commands:\n"
+    "  run       the whole job: mutants, features, detectors, evaluation report (bundled defaults)\n"
     "  predict   the class of every input (CIFAR-10 file, images or .npy)\n"
     "  eval      accuracy, errors, confusion matrix and images/s on a labeled dataset\n"
     "  info      a model's metadata and layers (the names other commands select)\n"
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   const std::vector<std::string> words(argv + 2, argv + argc);
   try {
+    if (command == "run") return veto::cli::cmd_run(words);
     if (command == "predict") return veto::cli::cmd_predict(words);
     if (command == "eval") return veto::cli::cmd_eval(words);
     if (command == "info") return veto::cli::cmd_info(words);
