@@ -512,5 +512,36 @@ TEST(Cli, DetectReproducesTheDetectorsDecisions) {
   expect_error(veto("evaluate --features '" + set.string() + "'"), "not a veto features file");
 }
 
+TEST(Cli, RunWritesTheWholeReportAndReusesItsMutants) {
+  const fs::path dir = scratch("run_report");
+  fs::remove_all(dir);
+  const std::string cmd = "run --data " + kCifar + " --limit 200 --count 3 --accept-limit 60 --gamma 0.005 --layers layer3.2"
+                          " --steps 4 --epochs 3 --hidden 16,16 --out-dir '" + dir.string() + "'";
+  CliRun r = veto(cmd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("== mutants: building"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| msp | raw score |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| conductance+lcr | two-stage |"), std::string::npos) << r.out;
+  for (const char* file : {"mutants.safetensors", "features.safetensors", "detector.safetensors", "report.json",
+                           "report.md", "roc.svg", "risk_coverage.svg"})
+    EXPECT_TRUE(fs::exists(dir / file)) << file;
+  const nlohmann::json report = nlohmann::json::parse(slurp(dir / "report.json"));
+  EXPECT_EQ(report["inputs"], 200);
+  EXPECT_EQ(report["split"]["test"].get<int>() + report["split"]["validation"].get<int>() +
+                report["split"]["train"].get<int>(), 200);
+  EXPECT_EQ(report["signals"].size(), 12u);  // 6 softmax scores, LCR, 5 detectors
+  for (const auto& s : report["signals"]) {
+    EXPECT_GE(s["auroc"].get<double>(), 0.0);
+    EXPECT_LE(s["auroc_ci95"][0].get<double>(), s["auroc_ci95"][1].get<double>());
+  }
+  EXPECT_EQ(slurp(dir / "roc.svg").rfind("<svg", 0), 0u);
+  const std::string mutants = slurp(dir / "mutants.safetensors");
+  r = veto(cmd);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("== mutants: reusing"), std::string::npos) << r.out;
+  EXPECT_EQ(slurp(dir / "mutants.safetensors"), mutants);
+  expect_error(veto("run --split 0.9,0.2 --out-dir '" + dir.string() + "'"), "--split: the shares must be positive and leave a test part");
+}
+
 }  // namespace
 }  // namespace veto
