@@ -62,7 +62,7 @@ std::vector<std::string> conv_layers_in_scope(const Model& model, const std::vec
 
 MutantGenerator::MutantGenerator(const Model& model, MutationOperator op, double gamma, uint64_t seed,
                                  std::vector<std::string> scope)
-    : model_(model), op_(op), seed_(seed), layers_(conv_layers_in_scope(model, scope)) {
+    : op_(op), seed_(seed), layers_(conv_layers_in_scope(model, scope)) {
   VETO_CHECK(std::isfinite(gamma) && gamma > 0 && gamma <= 1, "gamma must be in (0, 1], got ", gamma);
   for (const std::string& name : layers_) {
     const Node& n = model.graph.node(model.graph.find(name));

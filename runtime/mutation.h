@@ -43,7 +43,8 @@ struct Mutant {
 // every conv of layer3). Throws naming an entry that matches no convolution.
 std::vector<std::string> conv_layers_in_scope(const Model& model, const std::vector<std::string>& scope);
 
-// Draws mutants from the model's current (canonical) weights.
+// Draws mutants from the model's canonical weights, read at each draw: the model must outlive the
+// generator, with no delta applied while it draws.
 class MutantGenerator {
  public:
   // gamma in (0, 1]: the fraction of the scope's filters each mutant changes (rounded to
@@ -65,7 +66,6 @@ class MutantGenerator {
     const float* weights = nullptr;
     std::vector<float> mean, stddev;  // per position, for GF
   };
-  const Model& model_;
   MutationOperator op_;
   uint64_t seed_;
   std::vector<std::string> layers_;
