@@ -263,12 +263,8 @@ void save_error_detector(const ErrorDetector& d, const std::string& path) {
 
 ErrorDetector load_error_detector(const std::string& path) {
   const SafetensorsFile file = read_safetensors(path);
-  auto meta = [&](const std::string& key) -> const std::string& {
-    auto it = file.metadata.find(key);
-    VETO_CHECK(it != file.metadata.end(), path, ": not a veto detector file (metadata '", key, "' is missing)");
-    return it->second;
-  };
-  VETO_CHECK(meta("format") == kDetectorFormat, path, ": not a veto detector file (format '", meta("format"), "')");
+  check_veto_format(file, kDetectorFormat, "detector");
+  auto meta = [&](const std::string& key) -> const std::string& { return veto_metadata(file, key, "detector"); };
   ErrorDetector d;
   d.provenance = file.metadata;
   for (const char* key : {"format", "kind", "groups", "threshold", "first", "second"}) d.provenance.erase(key);

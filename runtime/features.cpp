@@ -74,12 +74,8 @@ void save_features(const FeatureSet& f, const std::string& path, bool complete) 
 
 FeatureSet load_features(const std::string& path, bool* complete) {
   const SafetensorsFile file = read_safetensors(path);
-  auto meta = [&](const std::string& key) -> const std::string& {
-    auto it = file.metadata.find(key);
-    VETO_CHECK(it != file.metadata.end(), path, ": not a veto features file (metadata '", key, "' is missing)");
-    return it->second;
-  };
-  VETO_CHECK(meta("format") == kFormat, path, ": not a veto features file (format '", meta("format"), "')");
+  check_veto_format(file, kFormat, "features");
+  auto meta = [&](const std::string& key) -> const std::string& { return veto_metadata(file, key, "features"); };
   FeatureSet f;
   f.metadata = file.metadata;
   for (const char* key : {"format", "complete", "count", "layers", "softmax_scores", "lcr"}) f.metadata.erase(key);

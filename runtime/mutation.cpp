@@ -212,11 +212,7 @@ std::string number(double v) {
 
 struct MetadataReader {
   const SafetensorsFile& file;
-  const std::string& at(const std::string& key) const {
-    auto it = file.metadata.find(key);
-    VETO_CHECK(it != file.metadata.end(), file.source, ": not a veto mutant file (metadata '", key, "' is missing)");
-    return it->second;
-  }
+  const std::string& at(const std::string& key) const { return veto_metadata(file, key, "mutant"); }
   int64_t integer(const std::string& key, int64_t min, int64_t max) const {
     const std::string& s = at(key);
     char* end = nullptr;
@@ -328,9 +324,7 @@ MutantSet load_mutant_set(const std::string& path) { return parse_mutant_set(rea
 MutantSet parse_mutant_set(const SafetensorsFile& f) {
   const std::string& path = f.source;
   const MetadataReader meta{f};
-  VETO_CHECK(f.metadata.count("format") && f.metadata.at("format") == kFormat, path,
-             ": not a veto mutant file (format '", f.metadata.count("format") ? f.metadata.at("format") : "",
-             "', expected '", kFormat, "')");
+  check_veto_format(f, kFormat, "mutant");
   constexpr int64_t kMax = int64_t{1} << 40;
   MutantSet s;
   s.model_source = meta.at("model");

@@ -352,4 +352,16 @@ void write_safetensors(const std::string& path, const SafetensorsFile& file) {
   write_file_atomic(path, [&](std::ostream& out) { write_body(out, header, file); });
 }
 
+const std::string& veto_metadata(const SafetensorsFile& file, const std::string& key, const std::string& kind) {
+  auto it = file.metadata.find(key);
+  VETO_CHECK(it != file.metadata.end(), file.source, ": not a veto ", kind, " file (metadata '", key, "' is missing)");
+  return it->second;
+}
+
+void check_veto_format(const SafetensorsFile& file, const std::string& format, const std::string& kind) {
+  auto it = file.metadata.find("format");
+  const std::string got = it == file.metadata.end() ? "" : it->second;
+  VETO_CHECK(got == format, file.source, ": not a veto ", kind, " file (format '", got, "', expected '", format, "')");
+}
+
 }  // namespace veto

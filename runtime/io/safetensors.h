@@ -43,6 +43,13 @@ struct SafetensorsFile {
   const SafeTensor& get(const std::string& name) const;   // throws "<source>: missing tensor 'x'"
 };
 
+// veto's own files (mutant sets, features, detectors) are safetensors with a metadata
+// "format". A metadata value of such a file of `kind` ("mutant", "features", ...); a missing
+// key is "<source>: not a veto <kind> file (metadata '<key>' is missing)".
+const std::string& veto_metadata(const SafetensorsFile& file, const std::string& key, const std::string& kind);
+// "<source>: not a veto <kind> file (format '<x>', expected '<format>')" unless it matches.
+void check_veto_format(const SafetensorsFile& file, const std::string& format, const std::string& kind);
+
 SafetensorsFile read_safetensors(const std::string& path);
 // Parses an in-memory file; `source` names it in error messages (tests, fuzzing).
 SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& source);
