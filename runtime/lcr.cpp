@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <optional>
 
 #include "runtime/error.h"
 #include "runtime/inference.h"
@@ -102,7 +103,8 @@ LcrResult compute_lcr(MutantRunner& runner, const Dataset& data, const std::vect
                       const LcrOptions& options) {
   const int64_t n = data.size(), count = static_cast<int64_t>(mutants.size());
   VETO_CHECK(count > 0, "LCR needs at least one mutant");
-  const Sprt sprt(options.sprt ? options.sprt_threshold : 0.5);
+  std::optional<Sprt> sprt;
+  if (options.sprt) sprt.emplace(options.sprt_threshold);
   LcrResult r;
   r.predictions.assign(static_cast<size_t>(n), -1);
   r.mutant_predictions.assign(static_cast<size_t>(n * count), -1);
@@ -130,8 +132,8 @@ LcrResult compute_lcr(MutantRunner& runner, const Dataset& data, const std::vect
         r.mutant_predictions[at * static_cast<size_t>(count) + static_cast<size_t>(m)] = p[static_cast<size_t>(i)];
         r.used[at] += 1;
         r.changes[at] += p[static_cast<size_t>(i)] != original[static_cast<size_t>(i)];
-        if (!options.sprt) continue;
-        const Sprt::Decision d = sprt.decide(r.changes[at], r.used[at]);
+        if (!sprt) continue;
+        const Sprt::Decision d = sprt->decide(r.changes[at], r.used[at]);
         if (d != Sprt::Undecided) {
           r.decisions[at] = d;
           active[static_cast<size_t>(i)] = false;
