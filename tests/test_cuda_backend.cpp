@@ -14,7 +14,12 @@
 #include <vector>
 
 #include "runtime/backend.h"
+#include "runtime/dataset.h"
 #include "runtime/error.h"
+#include "runtime/executor.h"
+#include "runtime/lcr.h"
+#include "runtime/model.h"
+#include "runtime/mutation.h"
 #include "runtime/ops.h"
 
 namespace veto {
@@ -639,6 +644,39 @@ TEST_F(CudaBackendTest, ConductanceAccumulate) {
                     // The sums: over up to 3,675 terms, in double on both backends.
                     1e-5f, 1e-5f, random_values(out_count, 65));
     }
+}
+
+// Mutant evaluation on the device: the incremental plan's logits for each mutant against a
+// full CPU forward of the mutated model, and the parameters restored afterwards.
+TEST_F(CudaBackendTest, IncrementalPlanMutantsMatchCpu) {
+  Model m = load_model(std::string(VETO_REPO_DIR) + "/models/resnet20.safetensors");
+  auto data = open_cifar_dataset(std::string(VETO_REPO_DIR) + "/data/cifar10_test_0-999.bin", m.preprocess, 16);
+  std::vector<float> x(static_cast<size_t>(16 * data->sample_size()));
+  data->load_batch(0, 16, x.data());
+  auto cpu = make_backend("cpu");
+  const std::vector<float> before(m.params.data(), m.params.data() + m.params.size());
+  PlanOptions incremental;
+  incremental.incremental = true;
+  Plan device(m, *cuda_, 16, incremental);
+  device.forward(x.data());
+  const MutantGenerator gen(m, MutationOperator::NAI, 0.02, 5);
+  for (int64_t k = 0; k < 4; ++k) {
+    const WeightDelta d = resolve_mutant(m, gen.draw(k));
+    Tensor got, want;
+    {
+      const ScopedDelta applied(m.params, d);
+      device.refresh_convolutions(d.convs);
+      device.forward_changed(d.convs);
+      got = device.logits();
+      Plan host(m, *cpu, 16);
+      host.forward(x.data());
+      want = host.logits();
+    }
+    device.refresh_convolutions(d.convs);
+    for (int64_t i = 0; i < got.numel(); ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-3f + 1e-3f * std::fabs(want[i])) << "mutant " << k << " logit " << i;
+  }
+  EXPECT_EQ(std::vector<float>(m.params.data(), m.params.data() + m.params.size()), before);
 }
 
 }  // namespace
