@@ -23,7 +23,9 @@ mutants (every drawn conv filter negated), on identical preprocessed inputs writ
       deepcopies, edits, mutant forwards) is timed once.
 images/s = B / seconds; mutant forwards/s = B x M / seconds. Each side runs in its own
 process; peak RSS is that process's ru_maxrss (from wait4). The script prints a table and the
-ratios fast / naive and fast / PyTorch (> 1: the fast path is faster).
+ratios fast / naive and fast / PyTorch (> 1: the fast path is faster), with a warning when the
+1-minute load average before or after exceeds the CPU count (another job shared the cores; the
+timings then mean little, the agreement still holds).
 Agreement: the three must give the same LCR per image; the number of images whose label
 change count differs between any two of them is printed (float differences between engines
 may flip a near-tied argmax in rare cases), and the script fails only when it exceeds 1% of
@@ -229,6 +231,7 @@ def main():
             how = f"written here: {count} NAI mutants, {per} of {total} filters each, no acceptance"
         count = len(read_mutants(mutants))
         print(f"{args.net} LCR, {images} images, {count} mutants ({how}), batch {batch}, {args.threads} threads")
+        load_before = os.getloadavg()[0]
 
         common = ["lcr", "--model", model, "--mutants", mutants, "--input", npy, "--batch", str(batch),
                   "--threads", str(args.threads), "--format", "json"]
@@ -238,6 +241,7 @@ def main():
                                         "--model", model, "--mutants", mutants, "--inputs", npy,
                                         "--batch", str(batch), "--threads", str(args.threads)])
         pt = json.loads(text)
+        load_after = os.getloadavg()[0]
 
     forwards = images * count
     sides = {"veto fast": (fast["seconds"], fast_mib), "veto naive": (naive["seconds"], naive_mib),
@@ -263,13 +267,17 @@ def main():
          "pytorch_mutant_forwards_per_second": forwards / pt["seconds"],
          "fast_over_naive": naive["seconds"] / fast["seconds"], "fast_over_pytorch": pt["seconds"] / fast["seconds"],
          "fast_peak_mib": fast_mib, "naive_peak_mib": naive_mib, "pytorch_peak_mib": torch_mib,
-         "mean_lcr_fast": float(np.mean(changes["fast"])) / count, "differ": differ, "torch": pt["torch"]}
+         "mean_lcr_fast": float(np.mean(changes["fast"])) / count, "differ": differ, "torch": pt["torch"],
+         "load_average": [load_before, load_after]}
     print(f"ratios: fast / naive {r['fast_over_naive']:.2f}x, fast / PyTorch {r['fast_over_pytorch']:.2f}x; "
           f"mean LCR {r['mean_lcr_fast']:.4f}")
     print("images whose label-change count differs: " +
           ", ".join(f"{k} {v}" for k, v in differ.items() if not k.endswith("predictions")) +
           "; original predictions differing: " +
           ", ".join(f"{k.split()[0]} {v}" for k, v in differ.items() if k.endswith("predictions")))
+    if max(load_before, load_after) > os.cpu_count() + 0.5:
+        print(f"warning: the machine was busy (load average {load_before:.1f} before, {load_after:.1f} after, "
+              f"{os.cpu_count()} CPUs): the timings are not reliable, only the agreement is")
     print(json.dumps(r))
     worst = max(v for k, v in differ.items() if not k.endswith("predictions"))
     if worst > 0.01 * images:
