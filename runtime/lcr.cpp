@@ -33,11 +33,14 @@ Plan& MutantRunner::plan_for(int64_t count) {
 const std::vector<int>& MutantRunner::load(const float* images, int64_t count) {
   VETO_CHECK(count > 0 && count <= batch_, "load: ", count, " images for a runner of batch ", batch_);
   current_ = &plan_for(count);
+  const int64_t total = current_->shape(model_.graph.node(0).name).numel(), sample = total / count;
+  for (int64_t i = 0; i < total; ++i)
+    VETO_CHECK(std::isfinite(images[i]), "image ", i / sample, " of the batch holds a non-finite value (at ", i % sample, ")");
   if (naive_) {
     // The copy holds the last mutant's weights: back to the original model.
     std::memcpy(copy_->params.data(), model_.params.data(), static_cast<size_t>(model_.params.size()) * sizeof(float));
     current_->refresh_parameters();
-    images_.assign(images, images + current_->shape(model_.graph.node(0).name).numel());
+    images_.assign(images, images + total);
   }
   current_->forward(images);
   logits_ = current_->logits();

@@ -185,6 +185,20 @@ TEST(MutantRunner, FastPathEqualsNaiveOnInceptionV3) {
   expect_fast_equals_naive(m, x, draw_deltas(m, MutationOperator::GF, 0.01, 5, 4));
 }
 
+TEST(MutantRunner, RefusesNonFiniteInputs) {
+  Model m = resnet20();
+  auto backend = make_backend("cpu");
+  Tensor x = cifar_records(m, 2);
+  x[3072 + 100] = std::nanf("");
+  MutantRunner runner(m, *backend, 2);
+  try {
+    runner.load(x.data(), 2);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "image 1 of the batch holds a non-finite value (at 100)");
+  }
+}
+
 TEST(Lcr, SameResultsForAnyBatchSize) {
   Model m = resnet20();
   auto data = open_cifar_dataset(kCifar, m.preprocess, 40);
