@@ -50,7 +50,7 @@ int cmd_attribute(const std::vector<std::string>& words) {
   specs.push_back({"out", OptionSpec::Value, "FILE", "write the features: .safetensors (everything) or .npy (N, features)"});
   specs.push_back({"maps", OptionSpec::Value, "DIR", "write a PNG per image and layer: the input and its top channels' maps"});
   specs.push_back({"top", OptionSpec::Value, "K", "channels drawn per picture (--maps)", "4"});
-  specs.push_back({"max-memory", OptionSpec::Value, "MiB", "bound on the activations and gradients of one pass", "2048"});
+  specs.push_back(max_memory_option("bound on the activations and gradients of one pass"));
   specs.push_back({"format", OptionSpec::Value, "F", "table | json", "table"});
   Args args("attribute", specs);
   if (!args.parse(words)) {
@@ -80,7 +80,7 @@ int cmd_attribute(const std::vector<std::string>& words) {
   options.rule = parse_conductance_rule(args.get("rule", "paper"));
   options.steps = static_cast<int>(args.get_int("steps", 10, 1, 100000));
   options.baseline = parse_baseline(args.get("baseline", "zeros"), model);
-  options.max_memory = static_cast<size_t>(args.get_int("max-memory", 2048, 1, int64_t{1} << 24)) << 20;
+  options.max_memory = max_memory_of(args);
   const std::string maps_dir = args.get("maps");
   options.maps = !maps_dir.empty();
   const int top = static_cast<int>(args.get_int("top", 4, 1, 64));

@@ -18,7 +18,7 @@ int cmd_detect(const std::vector<std::string>& words) {
   for (auto& s : input_options()) specs.push_back(s);
   specs.push_back({"detector", OptionSpec::Value, "FILE", "detector file (veto train-detector or veto run)"});
   specs.push_back({"mutants", OptionSpec::Value, "FILE", "the mutant file the detector's features used (when it reads LCR)"});
-  specs.push_back({"max-memory", OptionSpec::Value, "MiB", "bound on a pass's activations and gradients", "2048"});
+  specs.push_back(max_memory_option("bound on a pass's activations and gradients"));
   specs.push_back({"format", OptionSpec::Value, "F", "csv | json", "csv"});
   Args args("detect", specs);
   if (!args.parse(words)) {
@@ -50,7 +50,7 @@ int cmd_detect(const std::vector<std::string>& words) {
   options.steps = static_cast<int>(std::strtol(steps.c_str(), &end, 10));
   VETO_CHECK(*end == '\0' && options.steps >= 1 && options.steps <= 100000, detector_path, ": metadata 'steps' = '",
              steps, "' is not a step count");
-  options.max_memory = static_cast<size_t>(args.get_int("max-memory", 2048, 1, int64_t{1} << 24)) << 20;
+  options.max_memory = max_memory_of(args);
 
   const bool needs_lcr = detector.reads("lcr");
   VETO_CHECK(!needs_lcr || args.has("mutants"), detector_path, " was trained with LCR features over the mutants of '",

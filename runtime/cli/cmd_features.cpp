@@ -61,7 +61,7 @@ int cmd_features(const std::vector<std::string>& words) {
   specs.push_back({"rule", OptionSpec::Value, "R", "conductance rule (see veto attribute)", "paper"});
   specs.push_back({"out", OptionSpec::Value, "FILE", "the features (.safetensors); OUT.partial holds a run's checkpoint"});
   specs.push_back({"csv", OptionSpec::Value, "FILE", "also a CSV summary: label, prediction, softmax scores, LCR"});
-  specs.push_back({"max-memory", OptionSpec::Value, "MiB", "bound on a pass's activations and gradients", "2048"});
+  specs.push_back(max_memory_option("bound on a pass's activations and gradients"));
   specs.push_back({"format", OptionSpec::Value, "F", "table | json", "table"});
   Args args("features", specs);
   if (!args.parse(words)) {
@@ -87,7 +87,7 @@ int cmd_features(const std::vector<std::string>& words) {
   options.layers = layers;
   options.rule = parse_conductance_rule(args.get("rule", "paper"));
   options.steps = static_cast<int>(args.get_int("steps", 10, 1, 100000));
-  options.max_memory = static_cast<size_t>(args.get_int("max-memory", 2048, 1, int64_t{1} << 24)) << 20;
+  options.max_memory = max_memory_of(args);
 
   MutantSet set;
   std::vector<WeightDelta> mutants;

@@ -22,7 +22,7 @@ int cmd_lcr(const std::vector<std::string>& words) {
   specs.push_back({"sprt", OptionSpec::Flag, "", "stop each input's mutants at the SPRT's decision (Wang et al.)"});
   specs.push_back({"sprt-threshold", OptionSpec::Value, "Z", "SPRT threshold zeta on the LCR (p0/p1 = 0.9/1.1 zeta)", "0.1"});
   specs.push_back({"naive", OptionSpec::Flag, "", "copy the model per mutant and run it whole (the baseline; same results)"});
-  specs.push_back({"max-memory", OptionSpec::Value, "MiB", "bound on a batch's activations (lowers --batch)", "2048"});
+  specs.push_back(max_memory_option("bound on a batch's activations (lowers --batch)"));
   specs.push_back({"format", OptionSpec::Value, "F", "table | json", "table"});
   Args args("lcr", specs);
   if (!args.parse(words)) {
@@ -49,7 +49,7 @@ int cmd_lcr(const std::vector<std::string>& words) {
   const auto data = open_inputs(args, model);
   auto backend = open_backend(args);
   const bool naive = args.flag("naive");
-  const size_t max_memory = static_cast<size_t>(args.get_int("max-memory", 2048, 1, int64_t{1} << 24)) << 20;
+  const size_t max_memory = max_memory_of(args);
   MutantRunner runner(model, *backend, mutant_batch(model, batch_size(args, 64), max_memory), naive);
   const LcrResult r = compute_lcr(runner, *data, deltas, options);
 

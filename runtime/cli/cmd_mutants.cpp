@@ -79,7 +79,7 @@ int build(const std::vector<std::string>& words) {
   specs.push_back({"max-draws", OptionSpec::Value, "K", "give up after K draws (default 10 x --count)"});
   specs.push_back({"layers", OptionSpec::List, "L", "mutate only these conv layers (names or prefixes: layer3)"});
   specs.push_back({"out", OptionSpec::Value, "FILE", "the mutant file to write (.safetensors)"});
-  specs.push_back({"max-memory", OptionSpec::Value, "MiB", "bound on a batch's activations (lowers --batch)", "2048"});
+  specs.push_back(max_memory_option("bound on a batch's activations (lowers --batch)"));
   specs.push_back({"format", OptionSpec::Value, "F", "table | json", "table"});
   Args args("mutants build", specs);
   if (!args.parse(words)) {
@@ -114,7 +114,7 @@ int build(const std::vector<std::string>& words) {
     VETO_CHECK(data->label(i) < static_cast<int>(model.classes.size()), "input ", data->name(i), " has label ",
                data->label(i), " but the model has ", model.classes.size(), " classes");
   auto backend = open_backend(args);
-  const size_t max_memory = static_cast<size_t>(args.get_int("max-memory", 2048, 1, int64_t{1} << 24)) << 20;
+  const size_t max_memory = max_memory_of(args);
   MutantRunner runner(model, *backend, mutant_batch(model, batch_size(args, 256), max_memory));
   const auto t0 = std::chrono::steady_clock::now();
   MutantSet set = build_mutant_set(model, runner, *data, options);

@@ -29,7 +29,7 @@ int cmd_run(const std::vector<std::string>& words) {
       {"groups", OptionSpec::Value, "G+G", "its feature groups", "conductance+lcr"},
       {"backend", OptionSpec::Value, "B", "cpu | cuda | auto | reference", "cpu"},
       {"threads", OptionSpec::Value, "T", "CPU threads (0 = one per core)", "0"},
-      {"max-memory", OptionSpec::Value, "MiB", "bound on a pass's activations and gradients", "2048"}};
+      max_memory_option("bound on a pass's activations and gradients")};
   for (auto& s : detection_options()) specs.push_back(s);
   Args args("run", specs);
   if (!args.parse(words)) {

@@ -46,6 +46,12 @@ std::unique_ptr<Backend> open_backend(const Args& args) {
   return backend;
 }
 
+OptionSpec max_memory_option(const std::string& help) { return {"max-memory", OptionSpec::Value, "MiB", help, "2048"}; }
+
+size_t max_memory_of(const Args& args) {
+  return static_cast<size_t>(args.get_int("max-memory", 2048, 1, int64_t{1} << 24)) << 20;
+}
+
 int64_t batch_size(const Args& args, int64_t fallback) { return args.get_int("batch", fallback, 1, 65536); }
 
 bool ends_with(const std::string& s, const std::string& suffix) {

@@ -24,6 +24,9 @@ std::unique_ptr<Dataset> open_inputs(const Args& args, const Model& model);
 // The backend from --backend (default cpu) with --threads applied.
 std::unique_ptr<Backend> open_backend(const Args& args);
 int64_t batch_size(const Args& args, int64_t fallback);
+// --max-memory MiB (default 2048), as bytes.
+OptionSpec max_memory_option(const std::string& help);
+size_t max_memory_of(const Args& args);
 int threads_of(const Args& args);
 
 // Checks an output path before any work is done: it ends in one of `extensions` and its
