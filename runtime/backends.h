@@ -10,7 +10,9 @@ namespace veto {
 std::unique_ptr<Backend> make_cpu_backend();
 std::unique_ptr<Backend> make_reference_backend();
 #ifdef VETO_HAVE_CUDA
-std::unique_ptr<Backend> make_cuda_backend();
+// On the device `local_rank` modulo the device count: ranks of one machine (MPI) spread
+// over its GPUs.
+std::unique_ptr<Backend> make_cuda_backend(int local_rank = 0);
 bool cuda_device_available();
 #endif
 

@@ -47,6 +47,23 @@ void FeatureSet::append(const FeatureSet& more) {
   lcr_changes.insert(lcr_changes.end(), more.lcr_changes.begin(), more.lcr_changes.end());
 }
 
+FeatureSet gather_features(const Communicator& comm, const FeatureSet& mine) {
+  if (comm.size() == 1) return mine;
+  FeatureSet all = mine;
+  auto gather = [&](auto& field, const auto& local) {
+    auto rows = gather_rows(comm, local);
+    if (comm.root()) field = std::move(rows);
+  };
+  gather(all.logits, mine.logits);
+  gather(all.prediction, mine.prediction);
+  gather(all.label, mine.label);
+  gather(all.softmax, mine.softmax);
+  for (size_t l = 0; l < mine.layers.size(); ++l) gather(all.conductance[l], mine.conductance[l]);
+  gather(all.lcr, mine.lcr);
+  gather(all.lcr_changes, mine.lcr_changes);
+  return all;
+}
+
 void save_features(const FeatureSet& f, const std::string& path, bool complete) {
   const int64_t n = f.count();
   SafetensorsFile file;

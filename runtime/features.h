@@ -34,6 +34,9 @@ struct FeatureSet {
   void append(const FeatureSet& more);        // rows of a batch with the same layout
 };
 
+// Every rank's rows, in rank order, at rank 0 (other ranks get their own rows back).
+FeatureSet gather_features(const Communicator& comm, const FeatureSet& mine);
+
 // "veto-features/1" safetensors (layout in the README); `complete` = every input is there
 // (false marks a checkpoint of an interrupted run).
 void save_features(const FeatureSet& f, const std::string& path, bool complete);

@@ -94,6 +94,8 @@ Sprt::Sprt(double threshold_, double alpha, double beta) : threshold(threshold_)
   lower = std::log(beta / (1 - alpha));
 }
 
+int64_t MutantRunner::classes() const { return model_.graph.node(model_.graph.output()).shape.numel(); }
+
 Sprt::Decision Sprt::decide(int64_t changes, int64_t mutants) const {
   const double llr = static_cast<double>(changes) * std::log(p1 / p0) +
                      static_cast<double>(mutants - changes) * std::log((1 - p1) / (1 - p0));
@@ -108,25 +110,33 @@ LcrResult compute_lcr(MutantRunner& runner, const Dataset& data, const std::vect
   VETO_CHECK(count > 0, "LCR needs at least one mutant");
   std::optional<Sprt> sprt;
   if (options.sprt) sprt.emplace(options.sprt_threshold);
+  const Range rows = options.images.end < 0 ? Range{0, n} : options.images;
+  const Range part = options.mutants.end < 0 ? Range{0, count} : options.mutants;
+  VETO_CHECK(rows.begin >= 0 && rows.begin <= rows.end && rows.end <= n, "LCR: images [", rows.begin, ", ",
+             rows.end, ") are not a range of the ", n, " inputs");
+  VETO_CHECK(part.begin >= 0 && part.begin <= part.end && part.end <= count, "LCR: mutants [", part.begin, ", ",
+             part.end, ") are not a range of the ", count, " mutants");
+  VETO_CHECK(!options.sprt || part.size() == count,
+             "SPRT decides after each mutant in order, so an input's mutants cannot be split (--mutant-shards 1)");
   LcrResult r;
+  r.logits = Tensor(Shape{n, runner.classes()});
   r.predictions.assign(static_cast<size_t>(n), -1);
   r.mutant_predictions.assign(static_cast<size_t>(n * count), -1);
   r.changes.assign(static_cast<size_t>(n), 0);
   r.used.assign(static_cast<size_t>(n), 0);
   if (options.sprt) r.decisions.assign(static_cast<size_t>(n), Sprt::Undecided);
   std::vector<float> images;
-  for (int64_t start = 0; start < n; start += runner.batch()) {
-    const int64_t b = std::min(runner.batch(), n - start);
+  for (int64_t start = rows.begin; start < rows.end; start += runner.batch()) {
+    const int64_t b = std::min(runner.batch(), rows.end - start);
     const auto t0 = std::chrono::steady_clock::now();
     images.resize(static_cast<size_t>(b * data.sample_size()));
     data.load_batch(start, b, images.data());
     const std::vector<int> original = runner.load(images.data(), b);
-    if (r.logits.numel() == 0) r.logits = Tensor(Shape{n, runner.logits().shape()[1]});
     const int64_t classes = r.logits.shape()[1];
     std::copy(runner.logits().data(), runner.logits().data() + b * classes, r.logits.data() + start * classes);
     std::vector<bool> active(static_cast<size_t>(b), true);
     int64_t undecided = b;
-    for (int64_t m = 0; m < count && undecided > 0; ++m) {
+    for (int64_t m = part.begin; m < part.end && undecided > 0; ++m) {
       const std::vector<int> p = runner.predict(mutants[static_cast<size_t>(m)]);
       r.mutant_forwards += b;
       for (int64_t i = 0; i < b; ++i) {
@@ -150,8 +160,46 @@ LcrResult compute_lcr(MutantRunner& runner, const Dataset& data, const std::vect
   return r;
 }
 
+LcrResult compute_lcr_sharded(MutantRunner& runner, const Dataset& data, const std::vector<WeightDelta>& mutants,
+                              LcrOptions options, const Communicator& comm, int mutant_shards) {
+  VETO_CHECK(mutant_shards >= 1 && comm.size() % mutant_shards == 0, "--mutant-shards ", mutant_shards,
+             " does not divide the ", comm.size(), " ranks");
+  const int groups = comm.size() / mutant_shards;
+  const int group = comm.rank() / mutant_shards, part = comm.rank() % mutant_shards;
+  const int64_t n = data.size(), count = static_cast<int64_t>(mutants.size());
+  options.images = shard_range(n, runner.batch(), group, groups);
+  options.mutants = shard_range(count, 1, part, mutant_shards);
+  LcrResult r = compute_lcr(runner, data, mutants, options);
+
+  // Within a group: every mutant's prediction comes from one rank (the others hold -1).
+  const Communicator team = comm.split(group);
+  team.allreduce_sum(r.changes);
+  team.allreduce_sum(r.used);
+  std::vector<int64_t> predictions(r.mutant_predictions.begin(), r.mutant_predictions.end());
+  team.allreduce_max(predictions);
+  // Across groups: each group's first rank sends its rows to rank 0 (the first of group 0).
+  const Communicator leaders = comm.split(part);
+  if (part == 0) {
+    const Range rows = options.images;
+    gather_shard_rows(leaders, predictions, rows, static_cast<size_t>(count));
+    gather_shard_rows(leaders, r.predictions, rows, 1);
+    gather_shard_rows(leaders, r.changes, rows, 1);
+    gather_shard_rows(leaders, r.used, rows, 1);
+    gather_shard_rows(leaders, r.decisions, options.sprt ? rows : Range{}, 1);
+    std::vector<float> logits = r.logits.values();
+    gather_shard_rows(leaders, logits, rows, static_cast<size_t>(runner.classes()));
+    if (leaders.root()) r.logits = Tensor(r.logits.shape(), std::move(logits));
+  }
+  r.mutant_predictions.assign(predictions.begin(), predictions.end());
+  std::vector<int64_t> forwards{r.mutant_forwards};
+  comm.allreduce_sum(forwards);
+  r.mutant_forwards = forwards[0];
+  r.seconds = comm.allreduce_max(r.seconds);
+  return r;
+}
+
 MutantSet build_mutant_set(Model& model, MutantRunner& runner, const Dataset& acceptance,
-                           const MutantBuildOptions& options) {
+                           const MutantBuildOptions& options, const Communicator& comm) {
   VETO_CHECK(options.count > 0, "the mutant count must be positive, got ", options.count);
   VETO_CHECK(std::isfinite(options.accept_ratio) && options.accept_ratio >= 0 && options.accept_ratio <= 1,
              "the acceptance ratio must be in [0, 1], got ", options.accept_ratio);
@@ -206,28 +254,32 @@ MutantSet build_mutant_set(Model& model, MutantRunner& runner, const Dataset& ac
            " draws; gamma ", options.gamma, " may change too much of this model: lower --gamma or --accept-ratio, or raise --max-draws");
     const double rate = drawn > 0 ? std::max(0.05, static_cast<double>(set.mutants.size()) / static_cast<double>(drawn)) : 1.0;
     const int64_t round = std::min(max_draws - drawn, static_cast<int64_t>(std::ceil(static_cast<double>(needed) / rate)));
+    // Under MPI each rank runs a shard of the round's draws; the counts are then shared.
+    const Range mine = shard_range(round, 1, comm.rank(), comm.size());
     std::vector<Mutant> candidates;
-    std::vector<WeightDelta> deltas;
+    std::vector<WeightDelta> deltas(static_cast<size_t>(round));
     for (int64_t d = 0; d < round; ++d) {
       candidates.push_back(generator.draw(drawn + d));
-      deltas.push_back(resolve_mutant(model, candidates.back()));
+      if (d >= mine.begin && d < mine.end) deltas[static_cast<size_t>(d)] = resolve_mutant(model, candidates.back());
     }
-    std::vector<int64_t> correct(static_cast<size_t>(round), 0);
-    std::vector<bool> alive(static_cast<size_t>(round), true);
-    for (int64_t start = 0; start < n; start += batch) {
-      const int64_t b = std::min(batch, n - start);
-      load(start);
-      for (int64_t c = 0; c < round; ++c) {
-        if (!alive[static_cast<size_t>(c)]) continue;
-        const std::vector<int> p = runner.predict(deltas[static_cast<size_t>(c)]);
-        for (int64_t i = 0; i < b; ++i) correct[static_cast<size_t>(c)] += p[static_cast<size_t>(i)] == acceptance.label(start + i);
-        // Even if every remaining image were right it could not pass.
-        if (static_cast<double>(correct[static_cast<size_t>(c)] + n - start - b) <= bound) alive[static_cast<size_t>(c)] = false;
+    std::vector<int64_t> correct(static_cast<size_t>(round), 0), dead(static_cast<size_t>(round), 0);
+    if (mine.size() > 0)
+      for (int64_t start = 0; start < n; start += batch) {
+        const int64_t b = std::min(batch, n - start);
+        load(start);
+        for (int64_t c = mine.begin; c < mine.end; ++c) {
+          if (dead[static_cast<size_t>(c)]) continue;
+          const std::vector<int> p = runner.predict(deltas[static_cast<size_t>(c)]);
+          for (int64_t i = 0; i < b; ++i) correct[static_cast<size_t>(c)] += p[static_cast<size_t>(i)] == acceptance.label(start + i);
+          // Even if every remaining image were right it could not pass.
+          if (static_cast<double>(correct[static_cast<size_t>(c)] + n - start - b) <= bound) dead[static_cast<size_t>(c)] = 1;
+        }
       }
-    }
+    comm.allreduce_sum(correct);
+    comm.allreduce_sum(dead);
     for (int64_t c = 0; c < round && static_cast<int64_t>(set.mutants.size()) < options.count; ++c) {
       ++drawn;
-      if (!alive[static_cast<size_t>(c)] || static_cast<double>(correct[static_cast<size_t>(c)]) <= bound) continue;
+      if (dead[static_cast<size_t>(c)] || static_cast<double>(correct[static_cast<size_t>(c)]) <= bound) continue;
       candidates[static_cast<size_t>(c)].correct = correct[static_cast<size_t>(c)];
       set.mutants.push_back(std::move(candidates[static_cast<size_t>(c)]));
     }

@@ -13,6 +13,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/dataset.h"
+#include "runtime/distributed.h"
 #include "runtime/executor.h"
 #include "runtime/mutation.h"
 
@@ -36,6 +37,7 @@ class MutantRunner {
   // The original model's logits on the loaded images (count x classes).
   const Tensor& logits() const { return logits_; }
   int64_t batch() const { return batch_; }
+  int64_t classes() const;
   bool naive() const { return naive_; }
 
  private:
@@ -72,6 +74,11 @@ struct Sprt {
 struct LcrOptions {
   bool sprt = false;  // stop each image's mutants at the SPRT's decision
   double sprt_threshold = 0.1;
+  // The part of the work one call does (a rank's shard under MPI): images and mutants in
+  // these ranges (end < 0: to the last). The result keeps every image's and mutant's place;
+  // outside the ranges changes and used stay 0 and predictions -1. Image ranges should
+  // start on a multiple of the batch (shard_range) so batches match a whole run's.
+  Range images{0, -1}, mutants{0, -1};
 };
 
 struct LcrResult {
@@ -96,6 +103,14 @@ struct LcrResult {
 LcrResult compute_lcr(MutantRunner& runner, const Dataset& data, const std::vector<WeightDelta>& mutants,
                       const LcrOptions& options = {});
 
+// compute_lcr over the ranks of `comm`: they form groups of `mutant_shards` ranks; each
+// group takes a shard of the images (shard_range), each rank of a group a shard of the
+// mutants; a group's change counts are summed (MPI_Allreduce) and the groups' rows
+// gathered to rank 0, whose result equals a one-process run's (other ranks' results hold
+// only their own shard). `mutant_shards` must divide the rank count; SPRT needs 1.
+LcrResult compute_lcr_sharded(MutantRunner& runner, const Dataset& data, const std::vector<WeightDelta>& mutants,
+                              LcrOptions options, const Communicator& comm, int mutant_shards = 1);
+
 struct MutantBuildOptions {
   MutationOperator op = MutationOperator::NAI;
   double gamma = 0.01;
@@ -110,9 +125,10 @@ struct MutantBuildOptions {
 
 // Draws mutants (MutantGenerator) and keeps, in draw order, the first `count` whose accuracy
 // on the labelled `acceptance` data is > accept_ratio x the original model's; the result
-// is the same for any batch size or thread count. Throws after max_draws draws without
-// enough accepted mutants. The runner must run on `model`.
+// is the same for any batch size, thread count or number of ranks of `comm` (each runs a
+// shard of every round's draws). Throws after max_draws draws without enough accepted
+// mutants. The runner must run on `model`.
 MutantSet build_mutant_set(Model& model, MutantRunner& runner, const Dataset& acceptance,
-                           const MutantBuildOptions& options);
+                           const MutantBuildOptions& options, const Communicator& comm = Communicator());
 
 }  // namespace veto

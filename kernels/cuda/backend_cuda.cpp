@@ -288,6 +288,8 @@ class CudaBackend : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend() { return std::make_unique<CudaBackend>(cuda::select_device()); }
+std::unique_ptr<Backend> make_cuda_backend(int local_rank) {
+  return std::make_unique<CudaBackend>(cuda::select_device(local_rank));
+}
 
 }  // namespace veto

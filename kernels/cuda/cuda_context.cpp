@@ -114,11 +114,11 @@ CachingAllocator::~CachingAllocator() {
 
 // --- CudaContext ----------------------------------------------------------------------------
 
-int select_device() {
+int select_device(int local_rank) {
   int count = 0;
   VETO_CUDA_CHECK(cudaGetDeviceCount(&count));
   VETO_CHECK(count > 0, "CUDA: no device is available on this machine");
-  return 0;
+  return local_rank % count;
 }
 
 CudaContext::CudaContext(int device) : device_(device) {

@@ -110,7 +110,8 @@ class CudaBuffer : public DeviceBuffer {
   size_t bucket_ = 0;
 };
 
-// The device a new CUDA backend binds to: 0. Throws veto::Error when there is none.
-int select_device();
+// The device a new CUDA backend binds to: `local_rank` (the process's index among the MPI
+// ranks on its machine; 0 alone) modulo the device count. Throws veto::Error when there is none.
+int select_device(int local_rank);
 
 }  // namespace veto::cuda

@@ -10,6 +10,7 @@
 #include "runtime/cli/common.h"
 #include "runtime/conductance.h"
 #include "runtime/conductance_maps.h"
+#include "runtime/distributed.h"
 #include "runtime/error.h"
 #include "runtime/io/npy.h"
 #include "runtime/io/safetensors.h"
@@ -115,8 +116,11 @@ int cmd_attribute(const std::vector<std::string>& words) {
   std::vector<int64_t> predictions(static_cast<size_t>(n)), targets(static_cast<size_t>(n)), labels(static_cast<size_t>(n));
   std::vector<float> inputs;
   double seconds = 0;
-  for (int64_t start = 0; start < n; start += batch) {
-    const int64_t count = std::min(batch, n - start);
+  // Under MPI each rank attributes a shard of whole batches; rank 0 gathers the rows.
+  const Communicator& world = Communicator::world();
+  const Range shard = shard_range(n, batch, world.rank(), world.size());
+  for (int64_t start = shard.begin; start < shard.end; start += batch) {
+    const int64_t count = std::min(batch, shard.end - start);
     inputs.resize(static_cast<size_t>(count * data->sample_size()));
     const auto t0 = std::chrono::steady_clock::now();
     data->load_batch(start, count, inputs.data());
@@ -152,6 +156,17 @@ int cmd_attribute(const std::vector<std::string>& words) {
                                 r.conductance[l].data() + i * m.shape()[1], top);
         }
   }
+
+  for (int64_t l = 0; l < layers; ++l) {
+    gather_shard_rows(world, conductance[l].values(), shard, static_cast<size_t>(channels[static_cast<size_t>(l)]));
+  }
+  gather_shard_rows(world, logits.values(), shard, static_cast<size_t>(classes));
+  gather_shard_rows(world, delta.values(), shard, static_cast<size_t>(layers));
+  gather_shard_rows(world, predictions, shard, 1);
+  gather_shard_rows(world, targets, shard, 1);
+  gather_shard_rows(world, labels, shard, 1);
+  seconds = world.allreduce_max(seconds);
+  if (!world.root()) return 0;
 
   if (ends_with(out, ".npy")) {
     Tensor all(Shape{n, features});

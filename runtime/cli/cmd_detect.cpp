@@ -7,6 +7,7 @@
 
 #include "runtime/cli/common.h"
 #include "runtime/detection.h"
+#include "runtime/distributed.h"
 #include "runtime/error.h"
 #include "runtime/io/json.h"
 
@@ -69,16 +70,21 @@ int cmd_detect(const std::vector<std::string>& words) {
   features.metadata = feature_provenance(model, needs_lcr ? &set : nullptr, args.get("mutants"), options);
   check_detector_fits(detector, features, detector_path, "these inputs' features");
 
+  // Under MPI each rank computes a shard of whole batches; rank 0 gathers and decides.
+  const Communicator& world = Communicator::world();
   const int64_t n = data->size();
+  const Range shard = shard_range(n, batch, world.rank(), world.size());
   std::vector<float> images;
-  for (int64_t start = 0; start < n; start += batch) {
-    const int64_t b = std::min(batch, n - start);
+  for (int64_t start = shard.begin; start < shard.end; start += batch) {
+    const int64_t b = std::min(batch, shard.end - start);
     images.resize(static_cast<size_t>(b * data->sample_size()));
     data->load_batch(start, b, images.data());
     std::vector<int> labels;
     for (int64_t i = 0; i < b; ++i) labels.push_back(data->label(start + i));
     features.append(extractor.run(images.data(), b, labels));
   }
+  features = gather_features(world, features);
+  if (!world.root()) return 0;
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = i;
   const std::vector<double> scores = detector.score(features, rows);

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "runtime/cli/common.h"
+#include "runtime/distributed.h"
 #include "runtime/error.h"
 #include "runtime/features.h"
 #include "runtime/io/atomic_file.h"
@@ -105,36 +106,44 @@ int cmd_features(const std::vector<std::string>& words) {
 
   // What makes these features: a checkpoint made with anything else is not resumed.
   FeatureSet features = extractor.layout();
-  auto& meta = features.metadata;
-  meta = feature_provenance(model, mutants.empty() ? nullptr : &set, args.get("mutants"), options);
+  auto meta = feature_provenance(model, mutants.empty() ? nullptr : &set, args.get("mutants"), options);
   meta["data"] = args.has("data") ? args.get("data") : nlohmann::json(args.list("input")).dump();
   meta["inputs"] = std::to_string(data->size());
   meta["batch"] = std::to_string(batch);
 
-  const std::string partial = out + ".partial";
+  // Under MPI each rank computes, and checkpoints, its own shard of whole batches.
+  const Communicator& world = Communicator::world();
+  const int64_t n = data->size();
+  const Range shard = shard_range(n, batch, world.rank(), world.size());
+  std::string partial = out + ".partial";
+  auto checkpoint_meta = meta;
+  if (world.size() > 1) {
+    partial = out + ".rank" + std::to_string(world.rank()) + "-of-" + std::to_string(world.size()) + ".partial";
+    checkpoint_meta["shard"] = std::to_string(shard.begin) + ":" + std::to_string(shard.end);
+  }
+  features.metadata = checkpoint_meta;
   int64_t resumed = 0;
   if (std::filesystem::exists(partial)) {
     bool complete = false;
     FeatureSet previous = load_features(partial, &complete);
-    for (const auto& [key, value] : meta) {
+    for (const auto& [key, value] : checkpoint_meta) {
       const auto it = previous.metadata.find(key);
       VETO_CHECK(it != previous.metadata.end() && it->second == value, partial, " is the checkpoint of another run (",
                  key, ": '", it == previous.metadata.end() ? std::string("<missing>") : it->second, "' there, '",
                  value, "' now); delete it or rerun with the same options");
     }
     VETO_CHECK(previous.layers == features.layers && previous.has_lcr == features.has_lcr &&
-                   previous.count() <= data->size(),
+                   previous.count() <= shard.size(),
                partial, " does not fit this run's layout; delete it");
     features = std::move(previous);
     resumed = features.count();
   }
 
-  const int64_t n = data->size();
-  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  const bool tty = world.root() && ::isatty(STDERR_FILENO) != 0;
   std::vector<float> images;
   double seconds = 0;
-  for (int64_t start = resumed; start < n; start += batch) {
-    const int64_t b = std::min(batch, n - start);
+  for (int64_t start = shard.begin + resumed; start < shard.end; start += batch) {
+    const int64_t b = std::min(batch, shard.end - start);
     const auto t0 = std::chrono::steady_clock::now();
     images.resize(static_cast<size_t>(b * data->sample_size()));
     data->load_batch(start, b, images.data());
@@ -142,18 +151,30 @@ int cmd_features(const std::vector<std::string>& words) {
     for (int64_t i = 0; i < b; ++i) labels.push_back(data->label(start + i));
     features.append(extractor.run(images.data(), b, labels));
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (start + b < n) save_features(features, partial, false);
+    if (start + b < shard.end) save_features(features, partial, false);
     if (tty) {
-      const double rate = static_cast<double>(start + b - resumed) / seconds;
-      std::cerr << "\rfeatures: " << start + b << "/" << n << " inputs, " << fixed(rate, 1) << " inputs/s, ETA "
-                << duration(static_cast<double>(n - start - b) / rate) << "   " << std::flush;
+      const double rate = static_cast<double>(start + b - shard.begin - resumed) / seconds;
+      std::cerr << "\rfeatures: " << start + b << "/" << shard.end << " inputs"
+                << (world.size() > 1 ? " (rank 0 of " + std::to_string(world.size()) + ")" : "") << ", " << fixed(rate, 1)
+                << " inputs/s, ETA " << duration(static_cast<double>(shard.end - start - b) / rate) << "   " << std::flush;
     }
   }
   if (tty) std::cerr << "\n";
-  save_features(features, out, true);
-  if (!csv.empty()) write_file_atomic(csv, summary_csv(features, *data));
+  std::vector<int64_t> resumed_rows{resumed};
+  world.allreduce_sum(resumed_rows);
+  resumed = resumed_rows[0];
+  seconds = world.allreduce_max(seconds);
+  features = gather_features(world, features);
+  if (world.root()) {
+    features.metadata = meta;
+    save_features(features, out, true);
+    if (!csv.empty()) write_file_atomic(csv, summary_csv(features, *data));
+  }
+  // Checkpoints go once the output is in place (rank 0 fails the whole job before this).
+  world.barrier();
   std::error_code ec;
   std::filesystem::remove(partial, ec);
+  if (!world.root()) return 0;
 
   int64_t labelled = 0, wrong = 0;
   for (int64_t i = 0; i < n; ++i)

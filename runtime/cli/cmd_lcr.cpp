@@ -23,6 +23,8 @@ int cmd_lcr(const std::vector<std::string>& words) {
   specs.push_back({"sprt-threshold", OptionSpec::Value, "Z", "SPRT threshold zeta on the LCR (p0/p1 = 0.9/1.1 zeta)", "0.1"});
   specs.push_back({"naive", OptionSpec::Flag, "", "copy the model per mutant and run it whole (the baseline; same results)"});
   specs.push_back(max_memory_option("bound on a batch's activations (lowers --batch)"));
+  specs.push_back({"mutant-shards", OptionSpec::Value, "M",
+                   "under MPI: ranks that share one shard of the inputs, each running part of the mutants", "1"});
   specs.push_back({"format", OptionSpec::Value, "F", "table | json", "table"});
   Args args("lcr", specs);
   if (!args.parse(words)) {
@@ -51,7 +53,10 @@ int cmd_lcr(const std::vector<std::string>& words) {
   const bool naive = args.flag("naive");
   const size_t max_memory = max_memory_of(args);
   MutantRunner runner(model, *backend, mutant_batch(model, batch_size(args, 64), max_memory), naive);
-  const LcrResult r = compute_lcr(runner, *data, deltas, options);
+  const Communicator& world = Communicator::world();
+  const int mutant_shards = static_cast<int>(args.get_int("mutant-shards", 1, 1, 1 << 20));
+  const LcrResult r = compute_lcr_sharded(runner, *data, deltas, options, world, mutant_shards);
+  if (!world.root()) return 0;  // rank 0 writes and prints the whole job's results
 
   const int64_t n = data->size(), count = static_cast<int64_t>(deltas.size());
   std::vector<int64_t> labels(static_cast<size_t>(n)), predictions(r.predictions.begin(), r.predictions.end());

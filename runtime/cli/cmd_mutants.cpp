@@ -105,7 +105,8 @@ int build(const std::vector<std::string>& words) {
   options.accept_ratio = args.get_double("accept-ratio", 0.9, 0, 1);
   options.max_draws = args.get_int("max-draws", 10 * options.count, 1, int64_t{1} << 40);
   if (args.has("layers")) options.scope = args.list("layers");
-  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  const Communicator& world = Communicator::world();  // under MPI the ranks share each round's draws
+  const bool tty = world.root() && ::isatty(STDERR_FILENO) != 0;
   options.progress = [tty, &options](int64_t accepted, int64_t drawn) {
     if (tty) std::cerr << "\rmutants: " << accepted << "/" << options.count << " accepted, " << drawn << " drawn" << std::flush;
   };
@@ -117,11 +118,12 @@ int build(const std::vector<std::string>& words) {
   const size_t max_memory = max_memory_of(args);
   MutantRunner runner(model, *backend, mutant_batch(model, batch_size(args, 256), max_memory));
   const auto t0 = std::chrono::steady_clock::now();
-  MutantSet set = build_mutant_set(model, runner, *data, options);
+  MutantSet set = build_mutant_set(model, runner, *data, options, world);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (tty) std::cerr << "\n";
   set.acceptance_data = args.has("data") ? args.get("data") : "--input files";
   if (args.has("limit")) set.acceptance_data += " (first " + args.get("limit") + ")";
+  if (!world.root()) return 0;
   save_mutant_set(set, out);
 
   nlohmann::json j = describe(set);

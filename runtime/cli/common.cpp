@@ -1,11 +1,13 @@
 #include "runtime/cli/common.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
 
+#include "runtime/distributed.h"
 #include "runtime/error.h"
 
 namespace veto::cli {
@@ -37,7 +39,13 @@ std::unique_ptr<Dataset> open_inputs(const Args& args, const Model& model) {
 
 int threads_of(const Args& args) {
   const int t = static_cast<int>(args.get_int("threads", 0, 0, 4096));
-  return t > 0 ? t : omp_get_num_procs();
+  if (t > 0) return t;
+  // Ranks of an MPI job on one machine share its cores, unless the launcher already bound
+  // each to its own (then this process sees fewer cores than the machine has).
+  const int cores = omp_get_num_procs();
+  const int ranks = Communicator::world().local_size();
+  const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return ranks > 1 && cores >= online ? std::max(1, cores / ranks) : cores;
 }
 
 std::unique_ptr<Backend> open_backend(const Args& args) {

@@ -3,8 +3,10 @@
 #include <exception>
 #include <iostream>
 #include <new>
+#include <set>
 
 #include "runtime/cli/common.h"
+#include "runtime/distributed.h"
 #include "runtime/error.h"
 
 namespace {
@@ -31,6 +33,26 @@ const char* kUsage =
     "\n"
     "`veto COMMAND --help` documents each command's options.\n";
 
+// The commands that shard their inputs over MPI ranks.
+const std::set<std::string> kSharded = {"attribute", "detect", "features", "lcr", "mutants"};
+
+int dispatch(const std::string& command, const std::vector<std::string>& words) {
+  if (command == "run") return veto::cli::cmd_run(words);
+  if (command == "predict") return veto::cli::cmd_predict(words);
+  if (command == "eval") return veto::cli::cmd_eval(words);
+  if (command == "info") return veto::cli::cmd_info(words);
+  if (command == "bench") return veto::cli::cmd_bench(words);
+  if (command == "preprocess") return veto::cli::cmd_preprocess(words);
+  if (command == "attribute") return veto::cli::cmd_attribute(words);
+  if (command == "mutants") return veto::cli::cmd_mutants(words);
+  if (command == "lcr") return veto::cli::cmd_lcr(words);
+  if (command == "features") return veto::cli::cmd_features(words);
+  if (command == "evaluate") return veto::cli::cmd_evaluate(words);
+  if (command == "train-detector") return veto::cli::cmd_train_detector(words);
+  if (command == "detect") return veto::cli::cmd_detect(words);
+  veto::fail("unknown command '", command, "' (see veto --help)");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -38,30 +60,30 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;
   }
-  const std::string command = argv[1];
-  const std::vector<std::string> words(argv + 2, argv + argc);
   try {
-    if (command == "run") return veto::cli::cmd_run(words);
-    if (command == "predict") return veto::cli::cmd_predict(words);
-    if (command == "eval") return veto::cli::cmd_eval(words);
-    if (command == "info") return veto::cli::cmd_info(words);
-    if (command == "bench") return veto::cli::cmd_bench(words);
-    if (command == "preprocess") return veto::cli::cmd_preprocess(words);
-    if (command == "attribute") return veto::cli::cmd_attribute(words);
-    if (command == "mutants") return veto::cli::cmd_mutants(words);
-    if (command == "lcr") return veto::cli::cmd_lcr(words);
-    if (command == "features") return veto::cli::cmd_features(words);
-    if (command == "evaluate") return veto::cli::cmd_evaluate(words);
-    if (command == "train-detector") return veto::cli::cmd_train_detector(words);
-    if (command == "detect") return veto::cli::cmd_detect(words);
-    std::cerr << "veto: error: unknown command '" << command << "' (see veto --help)\n";
-    return 1;
+    veto::start_distributed(&argc, &argv);
   } catch (const veto::Error& e) {
     std::cerr << "veto: error: " << e.what() << "\n";
-  } catch (const std::bad_alloc&) {
-    std::cerr << "veto: error: out of memory\n";
-  } catch (const std::exception& e) {
-    std::cerr << "veto: error: " << e.what() << "\n";
+    return 1;
   }
-  return 1;
+  const veto::Communicator& world = veto::Communicator::world();
+  // Under MPI one rank speaks: rank 0 prints the tables and writes the files.
+  if (!world.root()) std::cout.rdbuf(nullptr);
+  const std::string command = argv[1];
+  const std::vector<std::string> words(argv + 2, argv + argc);
+  int code = 1;
+  try {
+    VETO_CHECK(world.size() == 1 || kSharded.count(command), "veto ", command,
+               " does not run as several MPI ranks (those that do: attribute, detect, features, lcr, mutants build);"
+               " run it as one process");
+    code = dispatch(command, words);
+  } catch (const veto::Error& e) {
+    veto::abort_job(e.what());
+  } catch (const std::bad_alloc&) {
+    veto::abort_job("out of memory");
+  } catch (const std::exception& e) {
+    veto::abort_job(e.what());
+  }
+  veto::stop_distributed();
+  return code;
 }

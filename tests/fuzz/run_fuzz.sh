@@ -23,7 +23,7 @@ if ! command -v clang++-14 >/dev/null 2>&1 || ! ls /usr/lib/llvm-14/lib/clang/*/
 fi
 
 build=build-fuzz
-CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -DVETO_FUZZ=ON -DVETO_CUDA=OFF -DVETO_BUILD_TESTS=OFF \
+CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -DVETO_FUZZ=ON -DVETO_CUDA=OFF -DVETO_MPI=OFF -DVETO_BUILD_TESTS=OFF \
   -DVETO_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}")
 

@@ -1,0 +1,150 @@
+// veto under mpirun: two ranks on the bundled data write byte for byte what one process
+// writes (features, lcr with image and with mutant shards, mutants build, attribute,
+// detect); a failing rank ends the job with its message; unsharded commands are refused.
+// Runs where the build has MPI (VETO_MPIEXEC); skipped otherwise.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace veto {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kRepo = VETO_REPO_DIR;
+const std::string kCifar = kRepo + "/data/cifar10_test_0-999.bin";
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::path(testing::TempDir()) / ("veto_mpi_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+struct CliRun {
+  int code = -1;
+  std::string out, err;
+};
+
+// `veto args` as one process (ranks == 0) or under mpirun with that many ranks.
+CliRun veto(int ranks, const std::string& args) {
+#ifdef VETO_MPIEXEC
+  // CI runs as root, in containers without ptrace for Open MPI's shared-memory single copy.
+  const std::string env =
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none ";
+  const std::string launcher =
+      ranks > 0 ? env + "'" VETO_MPIEXEC "' -np " + std::to_string(ranks) + " --oversubscribe " : std::string();
+#else
+  const std::string launcher;
+#endif
+  const fs::path out = scratch("stdout.txt"), err = scratch("stderr.txt");
+  const std::string cmd = launcher + "'" + VETO_CLI_PATH + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
+  const int status = std::system(cmd.c_str());
+  CliRun r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+class Mpi : public testing::Test {
+ protected:
+  void SetUp() override {
+#ifndef VETO_MPIEXEC
+    GTEST_SKIP() << "this build has no MPI (-DVETO_MPI=ON with Open MPI installed)";
+#endif
+  }
+  // Runs `args` once alone and once as `ranks` ranks (plus `sharding` options), with OUT
+  // replaced by a file of each run, and expects success and the same bytes in the files.
+  void expect_same(const std::string& args, const std::string& ext, int ranks = 2, const std::string& sharding = "") {
+    const std::string one = scratch("one" + ext).string(), many = scratch("many" + ext).string();
+    auto with = [&](const std::string& path) {
+      std::string a = args;
+      a.replace(a.find("OUT"), 3, path);
+      return a;
+    };
+    const CliRun a = veto(0, with(one)), b = veto(ranks, with(many) + sharding);
+    ASSERT_EQ(a.code, 0) << a.err;
+    ASSERT_EQ(b.code, 0) << b.err;
+    const std::string x = slurp(one), y = slurp(many);
+    EXPECT_FALSE(x.empty());
+    EXPECT_TRUE(x == y) << args << sharding << ": " << ranks << " ranks wrote other bytes than one process";
+  }
+  std::string mutants() {
+    const std::string m = scratch("mutants.safetensors").string();
+    if (!fs::exists(m)) {
+      const CliRun r = veto(0, "mutants build --model resnet20 --data '" + kCifar +
+                                "' --limit 100 --op nai --gamma 0.01 --count 6 --seed 1 --out '" + m + "'");
+      EXPECT_EQ(r.code, 0) << r.err;
+    }
+    return m;
+  }
+};
+
+TEST_F(Mpi, FeaturesAreTheOneProcessBytes) {
+  expect_same("features --model resnet20 --mutants '" + mutants() + "' --data '" + kCifar +
+                  "' --limit 80 --batch 16 --steps 4 --out 'OUT'",
+              ".safetensors");
+}
+
+TEST_F(Mpi, LcrShardsImagesOrMutantsToTheSameBytes) {
+  const std::string args = "lcr --model resnet20 --mutants '" + mutants() + "' --data '" + kCifar +
+                           "' --limit 80 --batch 16 --out 'OUT'";
+  expect_same(args, ".safetensors");
+  expect_same(args, ".safetensors", 2, " --mutant-shards 2");
+  expect_same(args + " --sprt", ".safetensors", 3);
+}
+
+TEST_F(Mpi, MutantsBuildAcceptsTheSameSet) {
+  expect_same("mutants build --model resnet20 --data '" + kCifar +
+                  "' --limit 64 --op gf --gamma 0.015 --count 5 --seed 7 --batch 32 --out 'OUT'",
+              ".safetensors");
+}
+
+TEST_F(Mpi, AttributeAndDetectAreTheOneProcessResults) {
+  expect_same("attribute --model resnet20 --data '" + kCifar + "' --limit 24 --batch 8 --steps 3 --out 'OUT'",
+              ".safetensors");
+  // A detector over the softmax scores and LCR of these records.
+  const std::string features = scratch("train.safetensors").string(), detector = scratch("det.safetensors").string();
+  CliRun r = veto(0, "features --model resnet20 --mutants '" + mutants() + "' --data '" + kCifar +
+                      "' --limit 300 --layers none --out '" + features + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = veto(0, "train-detector --features '" + features + "' --groups softmax+lcr --detector logistic --out '" + detector + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string args = "detect --model resnet20 --mutants '" + mutants() + "' --detector '" + detector +
+                           "' --data '" + kCifar + "' --limit 40 --batch 16";
+  const CliRun a = veto(0, args), b = veto(2, args);
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(std::count(a.out.begin(), a.out.end(), '\n'), 41);
+}
+
+TEST_F(Mpi, AFailingRankEndsTheJobWithItsMessage) {
+  // Rank 1's checkpoint is garbage: rank 1 fails, and with it the job.
+  const std::string out = scratch("broken.safetensors").string();
+  { std::ofstream(out + ".rank1-of-2.partial") << "garbage"; }
+  const CliRun r = veto(2, "features --model resnet20 --data '" + kCifar + "' --limit 40 --layers none --mutants '" +
+                            mutants() + "' --out '" + out + "'");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("veto: error: rank 1 of 2: " + out + ".rank1-of-2.partial"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST_F(Mpi, UnshardedCommandsAreRefused) {
+  const CliRun r = veto(2, "eval --model resnet20 --data '" + kCifar + "' --limit 10");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("veto eval does not run as several MPI ranks"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace veto
