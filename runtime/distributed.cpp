@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <iostream>
 
+#include <unistd.h>
+
 #include "runtime/error.h"
 
 #ifdef VETO_HAVE_MPI
@@ -172,11 +174,14 @@ void stop_distributed() {
 [[noreturn]] void abort_job(const std::string& message) {
   const Communicator& w = Communicator::world();
   if (w.size() > 1) {
-    std::cerr << "veto: error: rank " << w.rank() << " of " << w.size() << ": " << message << std::endl;
+    // One write, so the launcher's own abort notice cannot land inside the line.
+    const std::string line =
+        "veto: error: rank " + std::to_string(w.rank()) + " of " + std::to_string(w.size()) + ": " + message + "\n";
+    std::cout.flush();
+    (void)!::write(STDERR_FILENO, line.data(), line.size());
     MPI_Abort(MPI_COMM_WORLD, 1);
-  } else {
-    std::cerr << "veto: error: " << message << std::endl;
   }
+  std::cerr << "veto: error: " << message << std::endl;
   std::exit(1);
 }
 

@@ -133,8 +133,8 @@ TEST_F(Mpi, AFailingRankEndsTheJobWithItsMessage) {
   // Rank 1's checkpoint is garbage: rank 1 fails, and with it the job.
   const std::string out = scratch("broken.safetensors").string();
   { std::ofstream(out + ".rank1-of-2.partial") << "garbage"; }
-  const CliRun r = veto(2, "features --model resnet20 --data '" + kCifar + "' --limit 40 --layers none --mutants '" +
-                            mutants() + "' --out '" + out + "'");
+  const CliRun r = veto(2, "features --model resnet20 --data '" + kCifar +
+                            "' --limit 40 --batch 16 --layers layer3.2 --steps 1 --out '" + out + "'");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("veto: error: rank 1 of 2: " + out + ".rank1-of-2.partial"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(out));
