@@ -100,6 +100,7 @@ namespace {
 
 // The two-stage detector's second input: [LCR, the first stage's score] per row.
 Matrix second_stage_matrix(const FeatureSet& f, const std::vector<int64_t>& rows, const std::vector<double>& first) {
+  VETO_CHECK(f.has_lcr, "the two-stage detector's second stage reads LCR, and these features have none");
   Matrix m;
   m.rows = static_cast<int64_t>(rows.size());
   m.cols = 2;
@@ -203,20 +204,39 @@ nlohmann::json config_json(const DetectorConfig& c) {
           {"seed", c.seed}};
 }
 
+// An integer in [lo, hi]. (nlohmann's get<int>() casts a float, or a number out of int's
+// range, with undefined behaviour.)
+int64_t integer_in(const nlohmann::json& v, const std::string& what, int64_t lo, int64_t hi, const std::string& source) {
+  VETO_CHECK(v.is_number_integer() && (!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(hi)),
+             source, ": detector ", what, " is not an integer in [", lo, ", ", hi, "]");
+  const auto x = v.get<int64_t>();
+  VETO_CHECK(x >= lo && x <= hi, source, ": detector ", what, " ", x, " is not in [", lo, ", ", hi, "]");
+  return x;
+}
+
+double number(const nlohmann::json& v, const std::string& what, const std::string& source) {
+  VETO_CHECK(v.is_number(), source, ": detector ", what, " is not a number");
+  return v.get<double>();
+}
+
 DetectorConfig config_of(const nlohmann::json& j, const std::string& source) {
   try {
     DetectorConfig c;
     c.kind = j.at("kind").get<std::string>();
-    c.hidden = j.at("hidden").get<std::vector<int>>();
-    for (int h : c.hidden) VETO_CHECK(h > 0 && h <= 100000, source, ": detector hidden width ", h, " out of range");
-    VETO_CHECK(c.hidden.size() <= 16, source, ": detector has too many layers");
-    c.dropout = j.at("dropout").get<double>();
-    c.epochs = j.at("epochs").get<int>();
-    c.batch = j.at("batch").get<int>();
-    c.learning_rate = j.at("learning_rate").get<double>();
-    c.l2 = j.at("l2").get<double>();
+    const nlohmann::json& hidden = j.at("hidden");
+    VETO_CHECK(hidden.is_array() && hidden.size() <= 16, source, ": detector 'hidden' must list at most 16 widths");
+    c.hidden.clear();
+    for (const auto& h : hidden) c.hidden.push_back(static_cast<int>(integer_in(h, "hidden width", 1, 100000, source)));
+    c.dropout = number(j.at("dropout"), "dropout", source);
+    c.epochs = static_cast<int>(integer_in(j.at("epochs"), "epochs", 0, 1000000, source));
+    c.batch = static_cast<int>(integer_in(j.at("batch"), "batch", 1, 1 << 20, source));
+    c.learning_rate = number(j.at("learning_rate"), "learning_rate", source);
+    c.l2 = number(j.at("l2"), "l2", source);
     c.class_weight = j.at("class_weight").get<bool>();
-    c.seed = j.at("seed").get<uint64_t>();
+    const nlohmann::json& seed = j.at("seed");
+    VETO_CHECK(seed.is_number_unsigned() || (seed.is_number_integer() && seed.get<int64_t>() >= 0), source,
+               ": detector seed is not a non-negative integer");
+    c.seed = seed.get<uint64_t>();
     VETO_CHECK(c.kind == "logistic" || c.kind == "mlp", source, ": unknown detector kind '", c.kind, "'");
     return c;
   } catch (const nlohmann::json::exception&) {
@@ -261,8 +281,10 @@ void save_error_detector(const ErrorDetector& d, const std::string& path) {
   write_safetensors(path, file);
 }
 
-ErrorDetector load_error_detector(const std::string& path) {
-  const SafetensorsFile file = read_safetensors(path);
+ErrorDetector load_error_detector(const std::string& path) { return parse_error_detector(read_safetensors(path)); }
+
+ErrorDetector parse_error_detector(const SafetensorsFile& file) {
+  const std::string& path = file.source;
   check_veto_format(file, kDetectorFormat, "detector");
   auto meta = [&](const std::string& key) -> const std::string& { return veto_metadata(file, key, "detector"); };
   ErrorDetector d;
@@ -282,6 +304,9 @@ ErrorDetector load_error_detector(const std::string& path) {
   VETO_CHECK(*end == '\0' && !std::isnan(d.threshold), path, ": metadata 'threshold' is not a number");
   d.first = take(file, "first.", config_of(parse_metadata_json(meta("first"), "first", path), path));
   if (d.kind == "two-stage") {
+    // Its second stage reads LCR: without an "lcr" group no LCR would be computed for it.
+    VETO_CHECK(std::count(d.groups.begin(), d.groups.end(), "lcr") == 1 && d.groups.size() >= 2, path,
+               ": a two-stage detector reads 'lcr' once and other groups, got ", meta("groups"));
     d.second = take(file, "second.", config_of(parse_metadata_json(meta("second"), "second", path), path));
     VETO_CHECK(d.second.inputs() == 2, path, ": the second stage must read 2 features");
   }

@@ -51,6 +51,8 @@ ErrorDetector train_error_detector(const FeatureSet& f, const std::string& kind,
 // The detector file, "veto-detector/1" (layout in the README).
 void save_error_detector(const ErrorDetector& d, const std::string& path);
 ErrorDetector load_error_detector(const std::string& path);
+// The same checks on a file already read (load_error_detector = read + parse).
+ErrorDetector parse_error_detector(const SafetensorsFile& file);
 // Checks that features `f` were made the way the detector's training features were (same
 // model; the same mutant set when it reads LCR; the same rule, steps and columns when it
 // reads conductance); the message names both.

@@ -89,8 +89,10 @@ void save_features(const FeatureSet& f, const std::string& path, bool complete) 
   write_safetensors(path, file);
 }
 
-FeatureSet load_features(const std::string& path, bool* complete) {
-  const SafetensorsFile file = read_safetensors(path);
+FeatureSet load_features(const std::string& path, bool* complete) { return parse_features(read_safetensors(path), complete); }
+
+FeatureSet parse_features(const SafetensorsFile& file, bool* complete) {
+  const std::string& path = file.source;
   check_veto_format(file, kFormat, "features");
   auto meta = [&](const std::string& key) -> const std::string& { return veto_metadata(file, key, "features"); };
   FeatureSet f;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/conductance.h"
+#include "runtime/io/safetensors.h"
 #include "runtime/lcr.h"
 
 namespace veto {
@@ -42,6 +43,8 @@ FeatureSet gather_features(const Communicator& comm, const FeatureSet& mine);
 void save_features(const FeatureSet& f, const std::string& path, bool complete);
 // Reads and validates a features file; `complete` tells whether it was a finished run.
 FeatureSet load_features(const std::string& path, bool* complete = nullptr);
+// The same checks on a file already read (load_features = read + parse).
+FeatureSet parse_features(const SafetensorsFile& file, bool* complete = nullptr);
 
 struct FeatureOptions {
   std::vector<std::string> layers;  // conductance layers; empty: none

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 
+#include "runtime/detection.h"
 #include "runtime/detector.h"
 #include "runtime/error.h"
 #include "runtime/metrics.h"
@@ -85,6 +87,57 @@ TEST(Detector, RejectsWhatItCannotLearnFrom) {
   narrow.cols = 2;
   narrow.values = {0, 0};
   EXPECT_THROW(Detector::train(make(50, 8, false).x, make(50, 8, false).y, DetectorConfig{}).score(narrow), Error);
+}
+
+// The fuzz seeds of the detector and features files (tests/fuzz/make_seeds.py): every
+// valid-* loads, every bad-* is refused with veto::Error. Two of them were found writing
+// fuzz_detector: a configuration number like 1e30 for an int field (nlohmann's get<int>()
+// cast it with undefined behaviour) and a two-stage detector without an 'lcr' group (veto
+// detect then computed no LCR and the second stage read past the features).
+TEST(DetectorFiles, FuzzSeedsLoadOrFailCleanly) {
+  const std::string corpus = std::string(VETO_REPO_DIR) + "/tests/fuzz/corpus/";
+  int loaded = 0, refused = 0;
+  for (const std::string kind : {"detector", "features"})
+    for (const auto& entry : std::filesystem::directory_iterator(corpus + kind)) {
+      const std::string name = entry.path().filename().string();
+      auto load = [&] {
+        kind == "detector" ? (void)load_error_detector(entry.path().string()) : (void)load_features(entry.path().string());
+      };
+      if (name.rfind("valid", 0) == 0) {
+        EXPECT_NO_THROW(load()) << name;
+        ++loaded;
+      } else if (name.rfind("bad", 0) == 0) {
+        EXPECT_THROW(load(), Error) << name;
+        ++refused;
+      }
+    }
+  EXPECT_GE(loaded, 5);
+  EXPECT_GE(refused, 6);
+  try {
+    load_error_detector(corpus + "detector/bad-epochs");
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("epochs is not an integer"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DetectorFiles, TwoStageScoringNeedsLcr) {
+  const ErrorDetector d = load_error_detector(std::string(VETO_REPO_DIR) + "/tests/fuzz/corpus/detector/valid-two-stage");
+  FeatureSet f;
+  f.classes = 2;
+  f.layers = {"conv"};
+  f.channels = {4};
+  f.conductance = {std::vector<float>(4, 1.0f)};
+  f.logits = {0, 1};
+  f.prediction = {1};
+  f.label = {0};
+  f.softmax.assign(6, 0.5f);
+  EXPECT_THROW(d.score(f, {0}), Error);
+  f.has_lcr = true;
+  f.lcr = {0.5f};
+  f.lcr_changes = {1};
+  const std::vector<double> s = d.score(f, {0});
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_TRUE(s[0] >= 0 && s[0] <= 1);
 }
 
 }  // namespace

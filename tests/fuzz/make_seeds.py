@@ -200,6 +200,77 @@ put("mutants", "bad-values", mutant_file(mutant_meta(2), [0, 2, 3], [0, 0, 0], [
 put("mutants", "bad-layers-json", mutant_file(mutant_meta(1, layers=("conv",), scope="[[[[[[[[[[1]]]]]]]]]]"),
                                               [0, 1], [0], [0], [27], filters[:27]))
 
+# ---- detector files (layout: README "Detector file"; fuzz_detector scores them)
+def detector_config(kind, hidden):
+    return json.dumps({"kind": kind, "hidden": hidden, "dropout": 0.5, "epochs": 40, "batch": 32,
+                       "learning_rate": 0.001, "l2": 0.0, "class_weight": True, "seed": 0})
+
+
+def classifier(prefix, inputs, hidden, rng):
+    tensors = [(prefix + "mean", "F32", (inputs,), f32(rng.normal(size=inputs))),
+               (prefix + "inv_std", "F32", (inputs,), f32(rng.uniform(0.5, 2, size=inputs)))]
+    widths = [inputs] + hidden + [1]
+    for i in range(len(widths) - 1):
+        tensors.append((prefix + "layer%d.weight" % i, "F32", (widths[i + 1], widths[i]),
+                        f32(rng.normal(size=(widths[i + 1], widths[i])))))
+        tensors.append((prefix + "layer%d.bias" % i, "F32", (widths[i + 1],), f32(rng.normal(size=widths[i + 1]))))
+    return tensors
+
+
+def detector_meta(kind, groups, columns, first, second=None, **changes):
+    meta = {"format": "veto-detector/1", "kind": kind, "groups": json.dumps(groups), "threshold": "0.5",
+            "first": first, "feature_columns": str(columns), "model": "tiny", "model_fingerprint": "fnv1a64:0",
+            "mutants_fingerprint": "fnv1a64:1", "layers": json.dumps(["conv"]), "rule": "paper", "steps": "10"}
+    if second:
+        meta["second"] = second
+    meta.update(changes)
+    return meta
+
+
+rng = np.random.default_rng(0)
+put("detector", "valid-logistic", safetensors(
+    classifier("first.", 7, [], rng), detector_meta("logistic", ["softmax", "lcr"], 7, detector_config("logistic", []))))
+put("detector", "valid-mlp", safetensors(
+    classifier("first.", 5, [3, 2], rng),
+    detector_meta("mlp", ["conductance", "msp"], 5, detector_config("mlp", [3, 2]))))
+put("detector", "valid-two-stage", safetensors(
+    classifier("first.", 4, [3], rng) + classifier("second.", 2, [3], rng),
+    detector_meta("two-stage", ["conductance.conv", "lcr"], 4, detector_config("mlp", [3]), detector_config("mlp", [3]))))
+put("detector", "bad-two-stage-without-lcr", safetensors(
+    classifier("first.", 4, [3], rng) + classifier("second.", 2, [3], rng),
+    detector_meta("two-stage", ["conductance.conv", "msp"], 4, detector_config("mlp", [3]), detector_config("mlp", [3]))))
+put("detector", "bad-epochs", safetensors(
+    classifier("first.", 7, [], rng),
+    detector_meta("logistic", ["softmax", "lcr"], 7, detector_config("logistic", []).replace('"epochs": 40', '"epochs": 1e30'))))
+put("detector", "bad-shape", safetensors(
+    classifier("first.", 7, [], rng)[:2] + [("first.layer0.weight", "F32", (1, 6), f32(np.ones(6))),
+                                              ("first.layer0.bias", "F32", (1,), f32([0]))],
+    detector_meta("logistic", ["softmax", "lcr"], 7, detector_config("logistic", []))))
+
+
+# ---- features files (layout: README "Features file"; fuzz_features checks what loads)
+def features_file(n, classes, layers, lcr=True, changes=None):
+    meta = {"format": "veto-features/1", "complete": "true", "count": str(n), "layers": json.dumps(list(layers)),
+            "softmax_scores": json.dumps(["msp", "max_logit", "margin", "entropy", "energy", "doctor"]),
+            "lcr": "true" if lcr else "false", "model": "tiny", "model_fingerprint": "fnv1a64:0"}
+    meta.update(changes or {})
+    tensors = [("logits", "F32", (n, classes), f32(rng.normal(size=(n, classes)))),
+               ("prediction", "I64", (n,), i64(np.arange(n) % classes)),
+               ("label", "I64", (n,), i64((np.arange(n) + 1) % classes - (np.arange(n) == 0))),
+               ("softmax_scores", "F32", (n, 6), f32(rng.uniform(size=(n, 6))))]
+    for name, c in layers.items():
+        tensors.append(("conductance." + name, "F32", (n, c), f32(rng.normal(size=(n, c)))))
+    if lcr:
+        tensors += [("lcr", "F32", (n,), f32(rng.uniform(size=n))), ("lcr_changes", "I64", (n,), i64(np.arange(n)))]
+    return safetensors(tensors, meta)
+
+
+put("features", "valid", features_file(5, 4, {"conv": 3, "layer3.2": 2}))
+put("features", "valid-checkpoint", features_file(2, 10, {}, lcr=False, changes={"complete": "false"}))
+put("features", "bad-count", features_file(5, 4, {"conv": 3}, changes={"count": "6"}))
+put("features", "bad-layers", features_file(5, 4, {"conv": 3}, changes={"layers": '["conv", "missing"]'}))
+put("features", "bad-lcr-flag", features_file(3, 4, {}, lcr=False, changes={"lcr": "true"}))
+
 # ---- CLI arguments -------------------------------------------------------------------------
 for i, line in enumerate([
         "--model resnet20 --data data/cifar10_test_0-999.bin --limit 10 --batch 32",
