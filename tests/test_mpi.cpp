@@ -38,9 +38,11 @@ struct CliRun {
 // `veto args` as one process (ranks == 0) or under mpirun with that many ranks.
 CliRun veto(int ranks, const std::string& args) {
 #ifdef VETO_MPIEXEC
-  // CI runs as root, in containers without ptrace for Open MPI's shared-memory single copy.
+  // CI runs as root, in containers without ptrace for Open MPI's shared-memory single copy;
+  // one machine needs no ssh (plm_rsh_agent empty).
   const std::string env =
-      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none ";
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none "
+      "OMPI_MCA_plm_rsh_agent= ";
   const std::string launcher =
       ranks > 0 ? env + "'" VETO_MPIEXEC "' -np " + std::to_string(ranks) + " --oversubscribe " : std::string();
 #else
