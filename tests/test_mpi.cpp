@@ -4,6 +4,9 @@
 // Runs where the build has MPI (VETO_MPIEXEC); skipped otherwise.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <cstdlib>
 #include <filesystem>
@@ -129,6 +132,39 @@ TEST_F(Mpi, AttributeAndDetectAreTheOneProcessResults) {
   ASSERT_EQ(b.code, 0) << b.err;
   EXPECT_EQ(a.out, b.out);
   EXPECT_EQ(std::count(a.out.begin(), a.out.end(), '\n'), 41);
+}
+
+// Stopped once both ranks have checkpointed, the same job resumes every shard where it
+// stopped and writes the one-process bytes.
+TEST_F(Mpi, FeaturesResumePerShard) {
+  const std::string args = "features --model resnet20 --data '" + kCifar +
+                           "' --limit 96 --batch 16 --layers layer2.2 layer3.2 --steps 6 --format json --out ";
+  const std::string whole = scratch("whole.safetensors").string(), cut = scratch("cut.safetensors").string();
+  const std::string p0 = cut + ".rank0-of-2.partial", p1 = cut + ".rank1-of-2.partial";
+  ASSERT_EQ(veto(0, args + "'" + whole + "'").code, 0);
+#ifdef VETO_MPIEXEC
+  const std::string cmd = "exec env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                          "OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_plm_rsh_agent= '" VETO_MPIEXEC
+                          "' -np 2 --oversubscribe '" + std::string(VETO_CLI_PATH) + "' " + args + "'" + cut +
+                          "' >/dev/null 2>&1";
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  for (int i = 0; i < 12000 && !(fs::exists(p0) && fs::exists(p1)); ++i) ::usleep(5000);
+  ::kill(child, SIGTERM);  // mpirun stops its ranks
+  int status = 0;
+  ::waitpid(child, &status, 0);
+#endif
+  ASSERT_FALSE(fs::exists(cut)) << "the job ended before both ranks had checkpointed";
+  const CliRun r = veto(2, args + "'" + cut + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"resumed_from\": "), std::string::npos);
+  EXPECT_EQ(r.out.find("\"resumed_from\": 0"), std::string::npos) << r.out;
+  EXPECT_TRUE(slurp(whole) == slurp(cut));
+  EXPECT_FALSE(fs::exists(p0) || fs::exists(p1));
 }
 
 TEST_F(Mpi, AFailingRankEndsTheJobWithItsMessage) {
