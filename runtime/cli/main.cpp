@@ -31,7 +31,8 @@ const char* kUsage =
     "  train-detector  train one error detector on a features file and save it\n"
     "  detect      per input: prediction, detector score, accept or cancel\n"
     "\n"
-    "`veto COMMAND --help` documents each command's options.\n";
+    "`veto COMMAND --help` documents each command's options. Started by mpirun or srun, attribute,\n"
+    "detect, features, lcr and mutants build run as one job over the MPI ranks (README: MPI).\n";
 
 // The commands that shard their inputs over MPI ranks.
 const std::set<std::string> kSharded = {"attribute", "detect", "features", "lcr", "mutants"};
