@@ -214,9 +214,13 @@ int64_t integer_in(const nlohmann::json& v, const std::string& what, int64_t lo,
   return x;
 }
 
-double number(const nlohmann::json& v, const std::string& what, const std::string& source) {
-  VETO_CHECK(v.is_number(), source, ": detector ", what, " is not a number");
-  return v.get<double>();
+// A number in [lo, hi) (hi excluded when `open_top`).
+double number_in(const nlohmann::json& v, const std::string& what, double lo, double hi, bool open_top,
+                 const std::string& source) {
+  const double x = v.is_number() ? v.get<double>() : std::nan("");
+  VETO_CHECK(x >= lo && (open_top ? x < hi : x <= hi), source, ": detector ", what, " is not a number in [", lo, ", ",
+             hi, open_top ? ")" : "]");
+  return x;
 }
 
 DetectorConfig config_of(const nlohmann::json& j, const std::string& source) {
@@ -227,11 +231,11 @@ DetectorConfig config_of(const nlohmann::json& j, const std::string& source) {
     VETO_CHECK(hidden.is_array() && hidden.size() <= 16, source, ": detector 'hidden' must list at most 16 widths");
     c.hidden.clear();
     for (const auto& h : hidden) c.hidden.push_back(static_cast<int>(integer_in(h, "hidden width", 1, 100000, source)));
-    c.dropout = number(j.at("dropout"), "dropout", source);
+    c.dropout = number_in(j.at("dropout"), "dropout", 0, 1, true, source);
     c.epochs = static_cast<int>(integer_in(j.at("epochs"), "epochs", 0, 1000000, source));
     c.batch = static_cast<int>(integer_in(j.at("batch"), "batch", 1, 1 << 20, source));
-    c.learning_rate = number(j.at("learning_rate"), "learning_rate", source);
-    c.l2 = number(j.at("l2"), "l2", source);
+    c.learning_rate = number_in(j.at("learning_rate"), "learning_rate", 0, 1e6, false, source);
+    c.l2 = number_in(j.at("l2"), "l2", 0, 1e6, false, source);
     c.class_weight = j.at("class_weight").get<bool>();
     const nlohmann::json& seed = j.at("seed");
     VETO_CHECK(seed.is_number_unsigned() || (seed.is_number_integer() && seed.get<int64_t>() >= 0), source,

@@ -27,6 +27,16 @@ namespace {
 
 // What an MPI launcher puts in each process's environment: Open MPI's mpirun, MPICH/Intel
 // hydra and Slurm's PMI2 (PMI_*), PMIx (srun --mpi=pmix).
+// `srun -n 4 veto ...` without an MPI plugin starts 4 independent processes that would each
+// run the whole job and write the same files.
+void check_not_plain_srun() {
+  const char* tasks = std::getenv("SLURM_STEP_NUM_TASKS");
+  const bool pmi = std::getenv("PMI_SIZE") || std::getenv("PMI_RANK") || std::getenv("PMIX_RANK") ||
+                   std::getenv("OMPI_COMM_WORLD_SIZE");
+  VETO_CHECK(!tasks || std::atoi(tasks) <= 1 || pmi, "started by srun as one of ", tasks,
+             " tasks without an MPI plugin: run `srun --mpi=pmix veto ...` (or pmi2), or mpirun inside the allocation");
+}
+
 bool started_by_launcher() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMI_RANK") ||
          std::getenv("PMIX_RANK");
@@ -69,14 +79,16 @@ constexpr size_t kPiece = size_t(1) << 30;
 }  // namespace
 
 struct CommunicatorFactory {
-  static Communicator make(MPI_Comm comm, bool owned);
+  // `find_local`: also learn the rank's place among the ranks on its machine (a collective;
+  // the world's is what devices and threads use, split communicators skip it).
+  static Communicator make(MPI_Comm comm, bool owned, bool find_local);
 };
 
 Communicator Communicator::split(int color) const {
   if (!handle_) return *this;
   MPI_Comm part;
   mpi_check(MPI_Comm_split(handle_->comm, color, rank_, &part), "MPI_Comm_split");
-  return CommunicatorFactory::make(part, true);
+  return CommunicatorFactory::make(part, true, false);
 }
 
 std::vector<char> Communicator::gather(const void* data, size_t bytes) const {
@@ -137,29 +149,34 @@ void Communicator::barrier() const {
   if (handle_) mpi_check(MPI_Barrier(handle_->comm), "MPI_Barrier");
 }
 
-Communicator CommunicatorFactory::make(MPI_Comm comm, bool owned) {
+Communicator CommunicatorFactory::make(MPI_Comm comm, bool owned, bool find_local) {
   Communicator c;
   c.handle_ = std::make_shared<Communicator::Handle>();
   c.handle_->comm = comm;
   c.handle_->owned = owned;
   mpi_check(MPI_Comm_rank(comm, &c.rank_), "MPI_Comm_rank");
   mpi_check(MPI_Comm_size(comm, &c.size_), "MPI_Comm_size");
-  MPI_Comm node;
-  mpi_check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, c.rank_, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
-  MPI_Comm_rank(node, &c.local_rank_);
-  MPI_Comm_size(node, &c.local_size_);
-  MPI_Comm_free(&node);
+  if (find_local) {
+    MPI_Comm node;
+    mpi_check(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, c.rank_, MPI_INFO_NULL, &node), "MPI_Comm_split_type");
+    mpi_check(MPI_Comm_rank(node, &c.local_rank_), "MPI_Comm_rank");
+    mpi_check(MPI_Comm_size(node, &c.local_size_), "MPI_Comm_size");
+    MPI_Comm_free(&node);
+  }
   return c;
 }
 
 void start_distributed(int* argc, char*** argv) {
+  check_not_plain_srun();
   if (!started_by_launcher()) return;
   int initialized = 0;
   MPI_Initialized(&initialized);
-  if (!initialized) mpi_check(MPI_Init(argc, argv), "MPI_Init");
+  // OpenMP (and CUDA) run threads of their own; only the main thread calls MPI.
+  int provided = 0;
+  if (!initialized) mpi_check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
   // Errors come back as codes (mpi_check turns them into one line), not as a silent abort.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-  world_storage() = CommunicatorFactory::make(MPI_COMM_WORLD, false);
+  world_storage() = CommunicatorFactory::make(MPI_COMM_WORLD, false, true);
 }
 
 void stop_distributed() {
@@ -172,16 +189,23 @@ void stop_distributed() {
 }
 
 [[noreturn]] void abort_job(const std::string& message) {
-  const Communicator& w = Communicator::world();
-  if (w.size() > 1) {
-    // One write, so the launcher's own abort notice cannot land inside the line.
-    const std::string line =
-        "veto: error: rank " + std::to_string(w.rank()) + " of " + std::to_string(w.size()) + ": " + message + "\n";
-    std::cout.flush();
-    (void)!::write(STDERR_FILENO, line.data(), line.size());
-    MPI_Abort(MPI_COMM_WORLD, 1);
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  const bool mpi = initialized && !finalized;
+  int rank = 0, size = 1;
+  if (mpi) {
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
   }
-  std::cerr << "veto: error: " << message << std::endl;
+  // One write, so the launcher's own abort notice cannot land inside the line.
+  const std::string line = "veto: error: " +
+                           (size > 1 ? "rank " + std::to_string(rank) + " of " + std::to_string(size) + ": " : std::string()) +
+                           message + "\n";
+  std::cout.flush();
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
+  if (mpi && size > 1) MPI_Abort(MPI_COMM_WORLD, 1);  // the other ranks may wait in a collective
+  if (mpi) MPI_Finalize();
   std::exit(1);
 }
 
@@ -212,6 +236,7 @@ const char* launcher_size() {
 }  // namespace
 
 void start_distributed(int*, char***) {
+  check_not_plain_srun();
   // Started by mpirun with several ranks, a build without MPI would run the whole job in
   // every process, each writing the same files.
   if (!started_by_launcher()) return;

@@ -171,17 +171,24 @@ LcrResult compute_lcr_sharded(MutantRunner& runner, const Dataset& data, const s
   options.mutants = shard_range(count, 1, part, mutant_shards);
   LcrResult r = compute_lcr(runner, data, mutants, options);
 
-  // Within a group: every mutant's prediction comes from one rank (the others hold -1).
+  // Within a group, on the group's rows: counts add up; every mutant's prediction comes
+  // from one rank (the others hold -1).
+  const Range rows = options.images;
   const Communicator team = comm.split(group);
-  team.allreduce_sum(r.changes);
-  team.allreduce_sum(r.used);
-  std::vector<int64_t> predictions(r.mutant_predictions.begin(), r.mutant_predictions.end());
-  team.allreduce_max(predictions);
+  auto combine = [&](auto& full, size_t width, bool max) {
+    const auto from = static_cast<std::ptrdiff_t>(static_cast<size_t>(rows.begin) * width);
+    const auto to = static_cast<std::ptrdiff_t>(static_cast<size_t>(rows.end) * width);
+    std::vector<int64_t> mine(full.begin() + from, full.begin() + to);
+    max ? team.allreduce_max(mine) : team.allreduce_sum(mine);
+    std::copy(mine.begin(), mine.end(), full.begin() + from);
+  };
+  combine(r.changes, 1, false);
+  combine(r.used, 1, false);
+  combine(r.mutant_predictions, static_cast<size_t>(count), true);
   // Across groups: each group's first rank sends its rows to rank 0 (the first of group 0).
   const Communicator leaders = comm.split(part);
   if (part == 0) {
-    const Range rows = options.images;
-    gather_shard_rows(leaders, predictions, rows, static_cast<size_t>(count));
+    gather_shard_rows(leaders, r.mutant_predictions, rows, static_cast<size_t>(count));
     gather_shard_rows(leaders, r.predictions, rows, 1);
     gather_shard_rows(leaders, r.changes, rows, 1);
     gather_shard_rows(leaders, r.used, rows, 1);
@@ -190,7 +197,6 @@ LcrResult compute_lcr_sharded(MutantRunner& runner, const Dataset& data, const s
     gather_shard_rows(leaders, logits, rows, static_cast<size_t>(runner.classes()));
     if (leaders.root()) r.logits = Tensor(r.logits.shape(), std::move(logits));
   }
-  r.mutant_predictions.assign(predictions.begin(), predictions.end());
   std::vector<int64_t> forwards{r.mutant_forwards};
   comm.allreduce_sum(forwards);
   r.mutant_forwards = forwards[0];

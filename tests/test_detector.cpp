@@ -115,6 +115,7 @@ TEST(DetectorFiles, FuzzSeedsLoadOrFailCleanly) {
   EXPECT_GE(refused, 6);
   try {
     load_error_detector(corpus + "detector/bad-epochs");
+    ADD_FAILURE() << "bad-epochs loaded";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("epochs is not an integer"), std::string::npos) << e.what();
   }

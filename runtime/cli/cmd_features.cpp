@@ -122,6 +122,20 @@ int cmd_features(const std::vector<std::string>& words) {
     checkpoint_meta["shard"] = std::to_string(shard.begin) + ":" + std::to_string(shard.end);
   }
   features.metadata = checkpoint_meta;
+  // A checkpoint of a run with another rank count would be silently left behind.
+  const std::filesystem::path out_path(out);
+  const std::string stem = out_path.filename().string();
+  const auto folder = out_path.has_parent_path() ? out_path.parent_path() : std::filesystem::path(".");
+  for (const auto& entry : std::filesystem::directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    const bool checkpoint = name.size() > stem.size() && name.compare(0, stem.size(), stem) == 0 &&
+                            ends_with(name, ".partial") &&
+                            (name == stem + ".partial" || name.compare(stem.size(), 5, ".rank") == 0);
+    const bool ours = world.size() == 1 ? name == stem + ".partial"
+                                        : ends_with(name, "-of-" + std::to_string(world.size()) + ".partial");
+    VETO_CHECK(!checkpoint || ours, entry.path().string(),
+               " is the checkpoint of a run with another number of MPI ranks; rerun it that way, or delete it");
+  }
   int64_t resumed = 0;
   if (std::filesystem::exists(partial)) {
     bool complete = false;

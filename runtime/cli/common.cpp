@@ -1,7 +1,8 @@
 #include "runtime/cli/common.h"
 
 #include <omp.h>
-#include <unistd.h>
+
+#include <cstdlib>
 
 #include <cstdio>
 #include <filesystem>
@@ -15,7 +16,7 @@ namespace veto::cli {
 std::vector<OptionSpec> model_options() {
   return {{"model", OptionSpec::Value, "M", "model file (.safetensors) or bundled name (resnet20)"},
           {"backend", OptionSpec::Value, "B", "cpu | cuda | auto | reference (slow oracle)", "cpu"},
-          {"threads", OptionSpec::Value, "T", "CPU threads (0 = one per core)", "0"},
+          {"threads", OptionSpec::Value, "T", "CPU threads (0 = OMP_NUM_THREADS, else one per core, shared by MPI ranks)", "0"},
           {"batch", OptionSpec::Value, "B", "images per forward pass", "256"}};
 }
 
@@ -40,12 +41,14 @@ std::unique_ptr<Dataset> open_inputs(const Args& args, const Model& model) {
 int threads_of(const Args& args) {
   const int t = static_cast<int>(args.get_int("threads", 0, 0, 4096));
   if (t > 0) return t;
-  // Ranks of an MPI job on one machine share its cores, unless the launcher already bound
-  // each to its own (then this process sees fewer cores than the machine has).
-  const int cores = omp_get_num_procs();
-  const int ranks = Communicator::world().local_size();
-  const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
-  return ranks > 1 && cores >= online ? std::max(1, cores / ranks) : cores;
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  // The cores this process may run on, shared by the MPI ranks on this machine: each rank
+  // takes its part, at least one core (a launcher that binds each rank to one core gives 1;
+  // one that binds several ranks to a socket gives each a share of the socket).
+  return std::max(1, omp_get_num_procs() / Communicator::world().local_size());
 }
 
 std::unique_ptr<Backend> open_backend(const Args& args) {

@@ -35,7 +35,7 @@ const char* kUsage =
     "detect, features, lcr and mutants build run as one job over the MPI ranks (README: MPI).\n";
 
 // The commands that shard their inputs over MPI ranks.
-const std::set<std::string> kSharded = {"attribute", "detect", "features", "lcr", "mutants"};
+const std::set<std::string> kSharded = {"attribute", "detect", "features", "lcr", "mutants build"};
 
 int dispatch(const std::string& command, const std::vector<std::string>& words) {
   if (command == "run") return veto::cli::cmd_run(words);
@@ -57,24 +57,25 @@ int dispatch(const std::string& command, const std::vector<std::string>& words) 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
-    std::cout << kUsage;
-    return argc < 2 ? 2 : 0;
-  }
   try {
     veto::start_distributed(&argc, &argv);
   } catch (const veto::Error& e) {
-    std::cerr << "veto: error: " << e.what() << "\n";
-    return 1;
+    veto::abort_job(e.what());  // after MPI_Init the other ranks must not be left waiting
   }
   const veto::Communicator& world = veto::Communicator::world();
   // Under MPI one rank speaks: rank 0 prints the tables and writes the files.
   if (!world.root()) std::cout.rdbuf(nullptr);
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    std::cout << kUsage;
+    veto::stop_distributed();
+    return argc < 2 ? 2 : 0;
+  }
   const std::string command = argv[1];
   const std::vector<std::string> words(argv + 2, argv + argc);
   int code = 1;
   try {
-    VETO_CHECK(world.size() == 1 || kSharded.count(command), "veto ", command,
+    const std::string job = command == "mutants" && !words.empty() ? command + " " + words[0] : command;
+    VETO_CHECK(world.size() == 1 || kSharded.count(job), "veto ", job,
                " does not run as several MPI ranks (those that do: attribute, detect, features, lcr, mutants build);"
                " run it as one process");
     code = dispatch(command, words);
