@@ -1,7 +1,6 @@
 #include "runtime/distributed.h"
 
 #include <algorithm>
-#include <climits>
 #include <cstdlib>
 #include <iostream>
 
@@ -27,19 +26,17 @@ namespace {
 
 // What an MPI launcher puts in each process's environment: Open MPI's mpirun, MPICH/Intel
 // hydra and Slurm's PMI2 (PMI_*), PMIx (srun --mpi=pmix).
+bool started_by_launcher() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMI_RANK") ||
+         std::getenv("PMIX_RANK");
+}
+
 // `srun -n 4 veto ...` without an MPI plugin starts 4 independent processes that would each
 // run the whole job and write the same files.
 void check_not_plain_srun() {
   const char* tasks = std::getenv("SLURM_STEP_NUM_TASKS");
-  const bool pmi = std::getenv("PMI_SIZE") || std::getenv("PMI_RANK") || std::getenv("PMIX_RANK") ||
-                   std::getenv("OMPI_COMM_WORLD_SIZE");
-  VETO_CHECK(!tasks || std::atoi(tasks) <= 1 || pmi, "started by srun as one of ", tasks,
+  VETO_CHECK(!tasks || std::atoi(tasks) <= 1 || started_by_launcher(), "started by srun as one of ", tasks,
              " tasks without an MPI plugin: run `srun --mpi=pmix veto ...` (or pmi2), or mpirun inside the allocation");
-}
-
-bool started_by_launcher() {
-  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMI_RANK") ||
-         std::getenv("PMIX_RANK");
 }
 
 Communicator& world_storage() {

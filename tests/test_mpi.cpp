@@ -190,5 +190,16 @@ TEST_F(Mpi, UnshardedCommandsAreRefused) {
   EXPECT_NE(r.err.find("veto eval does not run as several MPI ranks"), std::string::npos) << r.err;
 }
 
+// Plain `srun -n 4` (no MPI plugin) would start 4 copies of the whole job: refused, in
+// builds with and without MPI.
+TEST(Launch, PlainSrunWithSeveralTasksIsRefused) {
+  ASSERT_EQ(veto(0, "info --model resnet20").code, 0);
+  ::setenv("SLURM_STEP_NUM_TASKS", "4", 1);
+  const CliRun t = veto(0, "info --model resnet20");
+  ::unsetenv("SLURM_STEP_NUM_TASKS");
+  EXPECT_EQ(t.code, 1);
+  EXPECT_NE(t.err.find("started by srun as one of 4 tasks without an MPI plugin"), std::string::npos) << t.err;
+}
+
 }  // namespace
 }  // namespace veto
