@@ -193,9 +193,7 @@ LcrResult compute_lcr_sharded(MutantRunner& runner, const Dataset& data, const s
     gather_shard_rows(leaders, r.changes, rows, 1);
     gather_shard_rows(leaders, r.used, rows, 1);
     gather_shard_rows(leaders, r.decisions, options.sprt ? rows : Range{}, 1);
-    std::vector<float> logits = r.logits.values();
-    gather_shard_rows(leaders, logits, rows, static_cast<size_t>(runner.classes()));
-    if (leaders.root()) r.logits = Tensor(r.logits.shape(), std::move(logits));
+    gather_shard_rows(leaders, r.logits.values(), rows, static_cast<size_t>(runner.classes()));
   }
   std::vector<int64_t> forwards{r.mutant_forwards};
   comm.allreduce_sum(forwards);
