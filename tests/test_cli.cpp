@@ -510,6 +510,19 @@ TEST(Cli, DetectReproducesTheDetectorsDecisions) {
   expect_error(veto("train-detector --features '" + features.string() + "' --detector mlp --groups conductance+nope --out '" + detector.string() + "'"),
                "unknown feature group 'nope'");
   expect_error(veto("evaluate --features '" + set.string() + "'"), "not a veto features file");
+
+  // Truncated and garbage detector and features files: one line, exit code 1.
+  const fs::path cut_detector = scratch("cut_detector.safetensors"), cut_features = scratch("cut_features.safetensors");
+  const std::string d_bytes = slurp(detector), f_bytes = slurp(features);
+  for (const std::string& bytes : {d_bytes.substr(0, d_bytes.size() / 2), d_bytes.substr(0, 5), std::string(300, 'x')}) {
+    std::ofstream(cut_detector, std::ios::binary) << bytes;
+    expect_error(veto("detect --model resnet20 --mutants '" + set.string() + "' --detector '" + cut_detector.string() + "'" + inputs),
+                 cut_detector.string());
+  }
+  for (const std::string& bytes : {f_bytes.substr(0, f_bytes.size() / 2), f_bytes.substr(0, 5), std::string(300, 'x')}) {
+    std::ofstream(cut_features, std::ios::binary) << bytes;
+    expect_error(veto("evaluate --features '" + cut_features.string() + "'"), cut_features.string());
+  }
 }
 
 TEST(Cli, RunWritesTheWholeReportAndReusesItsMutants) {
