@@ -21,6 +21,7 @@
 #include "runtime/features.h"
 #include "runtime/io/npy.h"
 #include "runtime/io/safetensors.h"
+#include "tests/cli_run.h"
 
 namespace veto {
 namespace {
@@ -31,17 +32,8 @@ const std::string kCifar = kRepo + "/data/cifar10_test_0-999.bin";
 const std::string kResnet20 = kRepo + "/models/resnet20.safetensors";
 const std::string kData = VETO_TEST_DATA_DIR;
 
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using test::CliRun;
+using test::slurp;
 
 fs::path scratch(const std::string& name) {
   const fs::path dir = fs::path(testing::TempDir()) / ("veto_cli_" + std::to_string(::getpid()));
@@ -49,17 +41,7 @@ fs::path scratch(const std::string& name) {
   return dir / name;
 }
 
-CliRun veto(const std::string& args) {
-  const fs::path out = scratch("stdout.txt"), err = scratch("stderr.txt");
-  const std::string cmd = std::string("'") + VETO_CLI_PATH + "' " + args + " >'" + out.string() + "' 2>'" +
-                          err.string() + "'";
-  const int status = std::system(cmd.c_str());
-  CliRun r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
+CliRun veto(const std::string& args) { return test::run_cli("", args, scratch("").parent_path()); }
 
 // A failed run: exit code 1, exactly one line on stderr, containing `message`.
 void expect_error(const CliRun& r, const std::string& message) {

@@ -14,6 +14,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/cli_run.h"
+
 namespace veto {
 namespace {
 
@@ -27,17 +29,8 @@ fs::path scratch(const std::string& name) {
   return dir / name;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-struct CliRun {
-  int code = -1;
-  std::string out, err;
-};
+using test::CliRun;
+using test::slurp;
 
 // `veto args` as one process (ranks == 0) or under mpirun with that many ranks.
 CliRun veto(int ranks, const std::string& args) {
@@ -52,14 +45,7 @@ CliRun veto(int ranks, const std::string& args) {
 #else
   const std::string launcher;
 #endif
-  const fs::path out = scratch("stdout.txt"), err = scratch("stderr.txt");
-  const std::string cmd = launcher + "'" + VETO_CLI_PATH + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
-  const int status = std::system(cmd.c_str());
-  CliRun r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
+  return test::run_cli(launcher, args, scratch("").parent_path());
 }
 
 class Mpi : public testing::Test {

@@ -2,6 +2,7 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <map>
 #include <new>
 #include <set>
 
@@ -37,21 +38,20 @@ const char* kUsage =
 // The commands that shard their inputs over MPI ranks.
 const std::set<std::string> kSharded = {"attribute", "detect", "features", "lcr", "mutants build"};
 
+using Command = int (*)(const std::vector<std::string>&);
+const std::map<std::string, Command> kCommands = {
+    {"run", veto::cli::cmd_run},           {"predict", veto::cli::cmd_predict},
+    {"eval", veto::cli::cmd_eval},         {"info", veto::cli::cmd_info},
+    {"bench", veto::cli::cmd_bench},       {"preprocess", veto::cli::cmd_preprocess},
+    {"attribute", veto::cli::cmd_attribute}, {"mutants", veto::cli::cmd_mutants},
+    {"lcr", veto::cli::cmd_lcr},           {"features", veto::cli::cmd_features},
+    {"evaluate", veto::cli::cmd_evaluate}, {"train-detector", veto::cli::cmd_train_detector},
+    {"detect", veto::cli::cmd_detect}};
+
 int dispatch(const std::string& command, const std::vector<std::string>& words) {
-  if (command == "run") return veto::cli::cmd_run(words);
-  if (command == "predict") return veto::cli::cmd_predict(words);
-  if (command == "eval") return veto::cli::cmd_eval(words);
-  if (command == "info") return veto::cli::cmd_info(words);
-  if (command == "bench") return veto::cli::cmd_bench(words);
-  if (command == "preprocess") return veto::cli::cmd_preprocess(words);
-  if (command == "attribute") return veto::cli::cmd_attribute(words);
-  if (command == "mutants") return veto::cli::cmd_mutants(words);
-  if (command == "lcr") return veto::cli::cmd_lcr(words);
-  if (command == "features") return veto::cli::cmd_features(words);
-  if (command == "evaluate") return veto::cli::cmd_evaluate(words);
-  if (command == "train-detector") return veto::cli::cmd_train_detector(words);
-  if (command == "detect") return veto::cli::cmd_detect(words);
-  veto::fail("unknown command '", command, "' (see veto --help)");
+  const auto it = kCommands.find(command);
+  VETO_CHECK(it != kCommands.end(), "unknown command '", command, "' (see veto --help)");
+  return it->second(words);
 }
 
 }  // namespace
