@@ -86,12 +86,18 @@ class Backend {
                               float* y) = 0;
   // y[:, c] = x[:, c] * op.scale[c] + op.shift[c]; the constants live in the op (host).
   virtual void channel_affine_forward(const ChannelAffineOp& op, const Shape& shape, const float* x, float* y) = 0;
+  // y = min(max(x, op.min), op.max); NaN stays NaN.
+  virtual void clip_forward(const ClipOp& op, int64_t count, const float* x, float* y) = 0;
+  // A strided window of the input's (C,H,W) (SliceOp); y has infer_shape's shape.
+  virtual void slice_forward(const SliceOp& op, const Shape& input, const float* x, float* y) = 0;
+  // The input framed by op.value on (C,H,W) (PadOp).
+  virtual void pad_forward(const PadOp& op, const Shape& input, const float* x, float* y) = 0;
 
   // Data-gradient kernels (never weight gradients). Each gets the gradient dy at the op's
   // output and writes the gradient at one input, dx; `accumulate` adds into dx instead of
   // overwriting it (a tensor read by several nodes gets the sum of their gradients). Shapes
   // are the forward input's. Where the gradient depends on the forward values the kernel
-  // also gets them (ReLU and softmax their output y, max pool its input x). dx never
+  // also gets them (ReLU, clip and softmax their output y, max pool its input x). dx never
   // overlaps dy or the forward values.
   virtual void batch_norm_backward_data(const BatchNormOp& op, const Shape& shape, const float* dy,
                                         const float* weight, const float* var, float* dx, bool accumulate) = 0;
@@ -120,6 +126,15 @@ class Backend {
                                     const float* dy, float* dx, bool accumulate) = 0;
   virtual void channel_affine_backward_data(const ChannelAffineOp& op, const Shape& shape, const float* dy,
                                             float* dx, bool accumulate) = 0;
+  // dx = dy where op.min < y < op.max, else 0 (y the forward output; PyTorch's hardtanh rule).
+  virtual void clip_backward_data(const ClipOp& op, int64_t count, const float* y, const float* dy, float* dx,
+                                  bool accumulate) = 0;
+  // The sliced cells get their dy, every other cell 0.
+  virtual void slice_backward_data(const SliceOp& op, const Shape& input, const float* dy, float* dx,
+                                   bool accumulate) = 0;
+  // The interior crop of dy (the padding is constant: no gradient).
+  virtual void pad_backward_data(const PadOp& op, const Shape& input, const float* dy, float* dx,
+                                 bool accumulate) = 0;
 
   // Attribution kernels.
   // y = baseline + alpha * (x - baseline) over `count` values (an integrated-gradients step,

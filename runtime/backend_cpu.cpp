@@ -51,6 +51,15 @@ class CpuBackend : public HostBackend {
   void channel_affine_forward(const ChannelAffineOp& op, const Shape& s, const float* x, float* y) override {
     cpu::channel_affine_forward(s[0], s[1], s[2] * s[3], x, op.scale.data(), op.shift.data(), y);
   }
+  void clip_forward(const ClipOp& op, int64_t count, const float* x, float* y) override {
+    cpu::clip_forward(op, count, x, y);
+  }
+  void slice_forward(const SliceOp& op, const Shape& s, const float* x, float* y) override {
+    cpu::slice_forward(op, s[0], s[1], s[2], s[3], x, y);
+  }
+  void pad_forward(const PadOp& op, const Shape& s, const float* x, float* y) override {
+    cpu::pad_forward(op, s[0], s[1], s[2], s[3], x, y);
+  }
 
   void batch_norm_backward_data(const BatchNormOp& op, const Shape& s, const float* dy, const float* weight,
                                 const float* var, float* dx, bool accumulate) override {
@@ -95,6 +104,16 @@ class CpuBackend : public HostBackend {
   void channel_affine_backward_data(const ChannelAffineOp& op, const Shape& s, const float* dy, float* dx,
                                     bool accumulate) override {
     cpu::channel_affine_backward_data(s[0], s[1], s[2] * s[3], dy, op.scale.data(), dx, accumulate);
+  }
+  void clip_backward_data(const ClipOp& op, int64_t count, const float* y, const float* dy, float* dx,
+                          bool accumulate) override {
+    cpu::clip_backward_data(op, count, y, dy, dx, accumulate);
+  }
+  void slice_backward_data(const SliceOp& op, const Shape& s, const float* dy, float* dx, bool accumulate) override {
+    cpu::slice_backward_data(op, s[0], s[1], s[2], s[3], dy, dx, accumulate);
+  }
+  void pad_backward_data(const PadOp& op, const Shape& s, const float* dy, float* dx, bool accumulate) override {
+    cpu::pad_backward_data(op, s[0], s[1], s[2], s[3], dy, dx, accumulate);
   }
 
   void interpolate(int64_t count, const float* baseline, const float* x, float alpha, float* y) override {

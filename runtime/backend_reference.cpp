@@ -6,13 +6,16 @@
 #include "kernels/reference/avg_pool.h"
 #include "kernels/reference/batch_norm.h"
 #include "kernels/reference/channel_affine.h"
+#include "kernels/reference/clip.h"
 #include "kernels/reference/concat.h"
 #include "kernels/reference/conductance.h"
 #include "kernels/reference/conv2d.h"
 #include "kernels/reference/dense.h"
 #include "kernels/reference/global_avg_pool.h"
 #include "kernels/reference/max_pool.h"
+#include "kernels/reference/pad.h"
 #include "kernels/reference/relu.h"
+#include "kernels/reference/slice.h"
 #include "kernels/reference/softmax.h"
 #include "kernels/reference/zero_pad_shortcut.h"
 #include "runtime/backends.h"
@@ -109,6 +112,15 @@ class ReferenceBackend : public HostBackend {
   void channel_affine_forward(const ChannelAffineOp& op, const Shape& s, const float* x, float* y) override {
     reference::channel_affine_forward(s[0], s[1], s[2] * s[3], x, op.scale.data(), op.shift.data(), y);
   }
+  void clip_forward(const ClipOp& op, int64_t count, const float* x, float* y) override {
+    reference::clip_forward(op, count, x, y);
+  }
+  void slice_forward(const SliceOp& op, const Shape& s, const float* x, float* y) override {
+    reference::slice_forward(op, s[0], s[1], s[2], s[3], x, y);
+  }
+  void pad_forward(const PadOp& op, const Shape& s, const float* x, float* y) override {
+    reference::pad_forward(op, s[0], s[1], s[2], s[3], x, y);
+  }
 
   void batch_norm_backward_data(const BatchNormOp& op, const Shape& s, const float* dy, const float* weight,
                                 const float* var, float* dx, bool accumulate) override {
@@ -167,6 +179,18 @@ class ReferenceBackend : public HostBackend {
     into(s.numel(), dx, accumulate, [&](float* out) {
       reference::channel_affine_backward_data(s[0], s[1], s[2] * s[3], dy, op.scale.data(), out);
     });
+  }
+  void clip_backward_data(const ClipOp& op, int64_t count, const float* y, const float* dy, float* dx,
+                          bool accumulate) override {
+    into(count, dx, accumulate, [&](float* out) { reference::clip_backward_data(op, count, y, dy, out); });
+  }
+  void slice_backward_data(const SliceOp& op, const Shape& s, const float* dy, float* dx, bool accumulate) override {
+    into(s.numel(), dx, accumulate,
+         [&](float* out) { reference::slice_backward_data(op, s[0], s[1], s[2], s[3], dy, out); });
+  }
+  void pad_backward_data(const PadOp& op, const Shape& s, const float* dy, float* dx, bool accumulate) override {
+    into(s.numel(), dx, accumulate,
+         [&](float* out) { reference::pad_backward_data(op, s[0], s[1], s[2], s[3], dy, out); });
   }
 
   void interpolate(int64_t count, const float* baseline, const float* x, float alpha, float* y) override {

@@ -161,8 +161,8 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
 
   // Backward: the gradient flows into node i only if i is a gradient target or lies
   // downstream of one (in_scope); a step's backward runs only if it sends gradient into
-  // scope. The forward values those steps read (ReLU masks, max-pool inputs, softmax
-  // outputs) must survive until backward, so they are never overwritten.
+  // scope. The forward values those steps read (ReLU and clip masks, max-pool inputs,
+  // softmax outputs) must survive until backward, so they are never overwritten.
   std::vector<bool> in_scope(count, false);
   for (const std::string& name : options_.gradients) in_scope[g.find(name)] = true;
   for (int i = 0; i < count; ++i)
@@ -177,7 +177,8 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
   for (const StepGroup& grp : groups) {
     if (destinations(grp).empty()) continue;
     const Node& head = g.node(grp.chain[0]);
-    if (ends_in_fused_relu(g, grp) || as<ReluOp>(head) || as<SoftmaxOp>(head)) last[grp.tail()] = never;
+    if (ends_in_fused_relu(g, grp) || as<ReluOp>(head) || as<ClipOp>(head) || as<SoftmaxOp>(head))
+      last[grp.tail()] = never;
     if (as<MaxPoolOp>(head)) last[head.inputs[0]] = never;
   }
 
@@ -278,6 +279,12 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
       steps_.push_back([this, op = *ca, in_shape, x, y] { backend_.channel_affine_forward(op, in_shape, x, y); });
     } else if (as<SoftmaxOp>(n)) {
       steps_.push_back([this, in_shape, x, y] { backend_.softmax_forward(in_shape[0], in_shape[1], x, y); });
+    } else if (const auto* cl = as<ClipOp>(n)) {
+      steps_.push_back([this, op = *cl, count = in_shape.numel(), x, y] { backend_.clip_forward(op, count, x, y); });
+    } else if (const auto* sl = as<SliceOp>(n)) {
+      steps_.push_back([this, op = *sl, in_shape, x, y] { backend_.slice_forward(op, in_shape, x, y); });
+    } else if (const auto* pd = as<PadOp>(n)) {
+      steps_.push_back([this, op = *pd, in_shape, x, y] { backend_.pad_forward(op, in_shape, x, y); });
     } else {
       fail("node '", n.name, "': op ", op_name(n.op), " cannot be executed");
     }
@@ -394,6 +401,18 @@ Plan::Plan(const Model& model, Backend& backend, int64_t batch, PlanOptions opti
         } else if (as<SoftmaxOp>(n)) {
           call = [this, act, grad, dy, x, acc, in_shape] {
             backend_.softmax_backward_data(in_shape[0], in_shape[1], act(dy), grad(dy), grad(x), acc);
+          };
+        } else if (const auto* cl = as<ClipOp>(n)) {
+          call = [this, act, grad, dy, x, acc, op = *cl, count = in_shape.numel()] {
+            backend_.clip_backward_data(op, count, act(dy), grad(dy), grad(x), acc);
+          };
+        } else if (const auto* sl = as<SliceOp>(n)) {
+          call = [this, grad, dy, x, acc, op = *sl, in_shape] {
+            backend_.slice_backward_data(op, in_shape, grad(dy), grad(x), acc);
+          };
+        } else if (const auto* pd = as<PadOp>(n)) {
+          call = [this, grad, dy, x, acc, op = *pd, in_shape] {
+            backend_.pad_backward_data(op, in_shape, grad(dy), grad(x), acc);
           };
         } else {
           fail("node '", n.name, "': op ", op_name(n.op), " has no backward");

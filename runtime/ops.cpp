@@ -35,7 +35,9 @@ std::string op_name(const OpParams& op) {
                                [](const AvgPoolOp&) { return "avg_pool"; }, [](const DenseOp&) { return "dense"; },
                                [](const SoftmaxOp&) { return "softmax"; },
                                [](const MaxPoolOp&) { return "max_pool"; }, [](const ConcatOp&) { return "concat"; },
-                               [](const ChannelAffineOp&) { return "channel_affine"; }},
+                               [](const ChannelAffineOp&) { return "channel_affine"; },
+                               [](const ClipOp&) { return "clip"; }, [](const SliceOp&) { return "slice"; },
+                               [](const PadOp&) { return "pad"; }},
                     op);
 }
 
@@ -127,6 +129,36 @@ Shape infer_shape(const OpParams& op, const std::vector<Shape>& in, const std::s
             VETO_CHECK(static_cast<int64_t>(p.scale.size()) == in[0][1] && p.shift.size() == p.scale.size(),
                        "node '", node, "' (channel_affine): ", p.scale.size(), " constants for input ", in[0].str());
             return in[0];
+          },
+          [&](const ClipOp& p) {
+            VETO_CHECK(p.min <= p.max, "node '", node, "' (clip): min ", p.min, " exceeds max ", p.max);
+            return in[0];
+          },
+          [&](const SliceOp& p) {
+            expect_rank(in[0], 4, node, "slice");
+            Shape out = in[0];
+            for (int a = 0; a < 3; ++a) {
+              const int64_t n = in[0][a + 1];
+              const bool fits = p.step[a] > 0 && p.size[a] > 0 && p.start[a] >= 0 && p.start[a] < n &&
+                                (n - 1 - p.start[a]) / p.step[a] >= p.size[a] - 1;
+              VETO_CHECK(fits, "node '", node, "' (slice): axis ", a + 1, " start ", p.start[a], " step ", p.step[a],
+                         " size ", p.size[a], " does not fit input ", in[0].str());
+              out[a + 1] = p.size[a];
+            }
+            return out;
+          },
+          [&](const PadOp& p) {
+            expect_rank(in[0], 4, node, "pad");
+            // Real models pad by a few cells; the bound keeps shapes (and memory) sane.
+            constexpr int64_t kMaxPad = 4096;
+            Shape out = in[0];
+            for (int a = 0; a < 3; ++a) {
+              VETO_CHECK(p.before[a] >= 0 && p.after[a] >= 0 && p.before[a] <= kMaxPad &&
+                             p.after[a] <= kMaxPad,
+                         "node '", node, "' (pad): pads on axis ", a + 1, " must be in [0, ", kMaxPad, "]");
+              out[a + 1] += p.before[a] + p.after[a];
+            }
+            return out;
           }},
       op);
 }

@@ -74,8 +74,32 @@ struct ChannelAffineOp {
   std::vector<float> scale, shift;
 };
 
+// y = min(max(x, min), max) (ONNX Clip; ReLU6 is Clip(0, 6)). The gradient passes where
+// min < x < max, which is where min < y < max (PyTorch's hardtanh rule).
+struct ClipOp {
+  float min = 0.f, max = 0.f;
+};
+
+// A strided window of (C,H,W), per axis in that order: output index i reads input index
+// start + i * step, for `size` indices (ONNX Slice with positive steps; the batch is never
+// sliced). x[:, :, ::2, ::2] is start {0,0,0}, step {1,2,2}.
+struct SliceOp {
+  int64_t start[3] = {0, 0, 0};
+  int64_t step[3] = {1, 1, 1};
+  int64_t size[3] = {0, 0, 0};
+};
+
+// Constant padding of (C,H,W): `before`/`after` cells per axis, in that order, filled with
+// `value` (ONNX Pad, mode "constant", non-negative pads).
+struct PadOp {
+  int64_t before[3] = {0, 0, 0};
+  int64_t after[3] = {0, 0, 0};
+  float value = 0.f;
+};
+
 using OpParams = std::variant<InputOp, Conv2dOp, BatchNormOp, ReluOp, AddOp, ZeroPadShortcutOp, GlobalAvgPoolOp,
-                              AvgPoolOp, DenseOp, SoftmaxOp, MaxPoolOp, ConcatOp, ChannelAffineOp>;
+                              AvgPoolOp, DenseOp, SoftmaxOp, MaxPoolOp, ConcatOp, ChannelAffineOp, ClipOp, SliceOp,
+                              PadOp>;
 
 // "conv2d", "batch_norm", ... (the name `veto info` prints)
 std::string op_name(const OpParams& op);

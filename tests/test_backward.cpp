@@ -2,8 +2,8 @@
 // tested against) checked against central finite differences in double: for a random r,
 // L(x) = sum(r * f(x)) has dL/dx = backward(dy = r), and dL/dx_i is approximated by
 // (L(x + h e_i) - L(x - h e_i)) / 2h. Inputs of ReLU and max pool stay away from kinks and
-// ties; the tie rule is checked by hand. Also the attribution kernels by hand-computed
-// values, and the reference backend's `accumulate` path.
+// ties, clip's away from its bounds; the tie and bound rules are checked by hand. Also the
+// attribution kernels by hand-computed values, and the reference backend's `accumulate` path.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,13 +19,16 @@
 #include "kernels/reference/avg_pool.h"
 #include "kernels/reference/batch_norm.h"
 #include "kernels/reference/channel_affine.h"
+#include "kernels/reference/clip.h"
 #include "kernels/reference/concat.h"
 #include "kernels/reference/conductance.h"
 #include "kernels/reference/conv2d.h"
 #include "kernels/reference/dense.h"
 #include "kernels/reference/global_avg_pool.h"
 #include "kernels/reference/max_pool.h"
+#include "kernels/reference/pad.h"
 #include "kernels/reference/relu.h"
+#include "kernels/reference/slice.h"
 #include "kernels/reference/softmax.h"
 #include "kernels/reference/zero_pad_shortcut.h"
 #include "runtime/backend.h"
@@ -221,6 +224,66 @@ TEST(BackwardFiniteDifference, ZeroPadShortcut) {
   EXPECT_EQ(dx[7], 0.0);                               // (0,0,1,0): odd row
   EXPECT_EQ(dx[0], dy[(0 * 6 + 1) * 3 * 4]);           // channel 0 sits at output channel 1
   EXPECT_EQ(dx[4 * 7 + 6], dy[(0 * 6 + 1) * 12 + 2 * 4 + 3]);  // (4,6) -> (2,3)
+}
+
+TEST(BackwardFiniteDifference, Clip) {
+  // Away from the bounds: |x - min| and |x - max| >= 0.05, far beyond the step.
+  const ClipOp op{-0.5f, 0.5f};
+  Vec x = random_doubles(200, 60, -1.5, 1.5);
+  for (double& v : x)
+    for (double bound : {-0.5, 0.5})
+      if (std::fabs(v - bound) < 0.05) v = bound + (v < bound ? -0.05 : 0.05);
+  const int64_t n = static_cast<int64_t>(x.size());
+  Vec y(x.size());
+  reference::clip_forward<double>(op, n, x.data(), y.data());
+  check_gradient(
+      "clip", x, n, [&](const double* in, double* out) { reference::clip_forward<double>(op, n, in, out); },
+      [&](const double* dy, double* dx) { reference::clip_backward_data<double>(op, n, y.data(), dy, dx); }, 61);
+  // At either bound the gradient is 0 (PyTorch's hardtanh), inside it passes.
+  const Vec at{-0.5, 0.5, 0.25}, ones{1, 1, 1};
+  Vec dx(3, std::numeric_limits<double>::quiet_NaN());
+  reference::clip_backward_data<double>(op, 3, at.data(), ones.data(), dx.data());
+  EXPECT_EQ(dx, (Vec{0, 0, 1}));
+}
+
+TEST(BackwardFiniteDifference, Slice) {
+  // Strided on every axis with offsets, so some of every axis's cells are skipped.
+  const SliceOp op{{1, 0, 2}, {2, 2, 3}, {2, 3, 2}};
+  const Shape in{2, 5, 6, 7};
+  const Shape out = infer_shape(op, {in}, "slice");
+  const auto forward = [&](const double* x, double* y) {
+    reference::slice_forward<double>(op, in[0], in[1], in[2], in[3], x, y);
+  };
+  const auto backward = [&](const double* dy, double* dx) {
+    reference::slice_backward_data<double>(op, in[0], in[1], in[2], in[3], dy, dx);
+  };
+  check_gradient("slice", random_doubles(in.numel(), 62), out.numel(), forward, backward, 63);
+  // The skipped cells get exactly zero, the sliced ones dy.
+  const Vec dy = random_doubles(out.numel(), 64);
+  Vec dx(static_cast<size_t>(in.numel()), std::numeric_limits<double>::quiet_NaN());
+  backward(dy.data(), dx.data());
+  EXPECT_EQ(dx[0], 0.0);                                        // channel 0 is skipped
+  EXPECT_EQ(dx[(1 * 6 + 0) * 7 + 2], dy[0]);                    // (1,0,2) is output (0,0,0)
+  EXPECT_EQ(dx[(1 * 6 + 0) * 7 + 3], 0.0);                      // column 3 is skipped
+  EXPECT_EQ(dx[(3 * 6 + 4) * 7 + 5], dy[(1 * 3 + 2) * 2 + 1]);  // (3,4,5) is output (1,2,1)
+}
+
+TEST(BackwardFiniteDifference, Pad) {
+  const PadOp op{{1, 0, 2}, {2, 1, 0}, 0.75f};
+  const Shape in{2, 3, 4, 5};
+  const Shape out = infer_shape(op, {in}, "pad");
+  const auto backward = [&](const double* dy, double* dx) {
+    reference::pad_backward_data<double>(op, in[0], in[1], in[2], in[3], dy, dx);
+  };
+  check_gradient(
+      "pad", random_doubles(in.numel(), 65), out.numel(),
+      [&](const double* x, double* y) { reference::pad_forward<double>(op, in[0], in[1], in[2], in[3], x, y); },
+      backward, 66);
+  // Input (0,0,0,0) sits at output (0,1,0,2).
+  const Vec dy = random_doubles(out.numel(), 67);
+  Vec dx(static_cast<size_t>(in.numel()));
+  backward(dy.data(), dx.data());
+  EXPECT_EQ(dx[0], dy[(1 * 5 + 0) * 7 + 2]);
 }
 
 TEST(BackwardFiniteDifference, GlobalAvgPool) {

@@ -260,6 +260,50 @@ TEST_F(CudaBackendTest, ChannelAffine) {
                 [&](Backend& b, const auto& in, float* y) { b.channel_affine_forward(op, s, in[0], y); });
 }
 
+TEST_F(CudaBackendTest, Clip) {
+  const int64_t n = 100003;
+  for (const ClipOp& op : {ClipOp{0, 6}, ClipOp{-0.5f, 0.25f}})
+    expect_parity({random_values(n, 25, -8.0f, 8.0f)}, n,
+                  [&](Backend& b, const auto& in, float* y) { b.clip_forward(op, n, in[0], y); });
+}
+
+// Slices (forward and backward parity): input shape and op.
+struct SliceCase {
+  Shape input;
+  SliceOp op;
+};
+const SliceCase kSliceCases[] = {
+    {Shape{3, 16, 32, 32}, {{0, 1, 1}, {1, 2, 2}, {16, 16, 16}}},  // x[:, :, 1::2, 1::2]
+    {Shape{2, 24, 17, 17}, {{8, 0, 0}, {1, 1, 1}, {12, 17, 17}}},  // a channel split
+    {Shape{2, 7, 13, 11}, {{1, 2, 3}, {2, 3, 2}, {3, 4, 4}}},
+};
+
+TEST_F(CudaBackendTest, Slice) {
+  for (const SliceCase& k : kSliceCases) {
+    const Shape out = infer_shape(k.op, {k.input}, "slice");
+    expect_parity({random_values(k.input.numel(), 26)}, out.numel(),
+                  [&](Backend& b, const auto& in, float* y) { b.slice_forward(k.op, k.input, in[0], y); });
+  }
+}
+
+// Pads (forward and backward parity): input shape and op.
+struct PadCase {
+  Shape input;
+  PadOp op;
+};
+const PadCase kPadCases[] = {
+    {Shape{3, 3, 32, 32}, {{0, 0, 0}, {0, 1, 1}, 0.0f}},  // TensorFlow "same", stride 2
+    {Shape{2, 5, 7, 9}, {{2, 0, 3}, {1, 2, 0}, -0.5f}},
+};
+
+TEST_F(CudaBackendTest, Pad) {
+  for (const PadCase& k : kPadCases) {
+    const Shape out = infer_shape(k.op, {k.input}, "pad");
+    expect_parity({random_values(k.input.numel(), 27)}, out.numel(),
+                  [&](Backend& b, const auto& in, float* y) { b.pad_forward(k.op, k.input, in[0], y); });
+  }
+}
+
 TEST_F(CudaBackendTest, Dense) {
   struct Case {
     int64_t batch, in, out;
@@ -523,6 +567,38 @@ TEST_F(CudaBackendTest, ChannelAffineBackward) {
                          [&](Backend& b, const auto& in, float* dx, bool acc) {
                            b.channel_affine_backward_data(op, s, in[0], dx, acc);
                          });
+}
+
+TEST_F(CudaBackendTest, ClipBackward) {
+  const int64_t n = 100003;
+  const ClipOp op{0, 6};
+  // y: a real clip output (many cells exactly at a bound), from the reference (host memory).
+  std::vector<float> y(n);
+  const std::vector<float> x = random_values(n, 58, -8.0f, 8.0f);
+  reference_->clip_forward(op, n, x.data(), y.data());
+  expect_backward_parity({y, random_values(n, 59)}, n, [&](Backend& b, const auto& in, float* dx, bool acc) {
+    b.clip_backward_data(op, n, in[0], in[1], dx, acc);
+  });
+}
+
+TEST_F(CudaBackendTest, SliceBackward) {
+  for (const SliceCase& k : kSliceCases) {
+    const Shape out = infer_shape(k.op, {k.input}, "slice");
+    expect_backward_parity({random_values(out.numel(), 66)}, k.input.numel(),
+                           [&](Backend& b, const auto& in, float* dx, bool acc) {
+                             b.slice_backward_data(k.op, k.input, in[0], dx, acc);
+                           });
+  }
+}
+
+TEST_F(CudaBackendTest, PadBackward) {
+  for (const PadCase& k : kPadCases) {
+    const Shape out = infer_shape(k.op, {k.input}, "pad");
+    expect_backward_parity({random_values(out.numel(), 67)}, k.input.numel(),
+                           [&](Backend& b, const auto& in, float* dx, bool acc) {
+                             b.pad_backward_data(k.op, k.input, in[0], dx, acc);
+                           });
+  }
 }
 
 TEST_F(CudaBackendTest, DenseBackward) {

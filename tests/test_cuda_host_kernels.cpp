@@ -16,13 +16,16 @@
 #include "kernels/reference/avg_pool.h"
 #include "kernels/reference/batch_norm.h"
 #include "kernels/reference/channel_affine.h"
+#include "kernels/reference/clip.h"
 #include "kernels/reference/concat.h"
 #include "kernels/reference/conductance.h"
 #include "kernels/reference/conv2d.h"
 #include "kernels/reference/dense.h"
 #include "kernels/reference/global_avg_pool.h"
 #include "kernels/reference/max_pool.h"
+#include "kernels/reference/pad.h"
 #include "kernels/reference/relu.h"
+#include "kernels/reference/slice.h"
 #include "kernels/reference/softmax.h"
 #include "kernels/reference/zero_pad_shortcut.h"
 
@@ -245,6 +248,106 @@ TEST(CudaHostKernels, ZeroPadShortcutIndexMappingMatchesReference) {
       const int64_t source = cm::zero_pad_shortcut_source_index(g, i);
       ASSERT_LT(source, static_cast<int64_t>(x.size()));
       got[i] = source >= 0 ? x[source] : 0.0f;
+    });
+    expect_close(got, want, 0.0f, 0.0f);
+  }
+}
+
+TEST(CudaHostKernels, ClipMatchesReference) {
+  std::vector<float> x = random_values(101, 70, -8.0f, 8.0f);
+  x.push_back(0.0f);
+  x.push_back(6.0f);
+  x.push_back(NAN);  // stays NaN in the reference; so must it in the kernel
+  const int64_t n = static_cast<int64_t>(x.size());
+  for (const ClipOp& op : {ClipOp{0, 6}, ClipOp{-1.5f, 0.25f}}) {
+    std::vector<float> want(x.size()), got(x.size());
+    reference::clip_forward(op, n, x.data(), want.data());
+    for_each_index(n, [&](int64_t i) { got[i] = cm::clip_value(x[i], op.min, op.max); });
+    EXPECT_TRUE(std::isnan(got.back()));
+    got.pop_back();
+    want.pop_back();
+    expect_close(got, want, 0.0f, 0.0f);
+  }
+}
+
+// Slices (forward and backward): input shape and op.
+struct SliceCase {
+  int64_t channels, h, w;
+  SliceOp op;
+};
+const SliceCase kSliceCases[] = {
+    {16, 32, 32, {{0, 0, 0}, {1, 2, 2}, {16, 16, 16}}},  // x[:, :, ::2, ::2]
+    {7, 13, 11, {{1, 2, 3}, {2, 3, 1}, {3, 4, 5}}},      // crop with strides
+    {5, 6, 7, {{0, 0, 0}, {4, 5, 6}, {2, 2, 2}}},        // sparse along every axis
+    {3, 4, 5, {{2, 3, 4}, {1, 1, 1}, {1, 1, 1}}},        // the last cell
+};
+
+cm::SliceGeometry slice_geometry(const SliceCase& k) {
+  cm::SliceGeometry g;
+  const int64_t in[3] = {k.channels, k.h, k.w};
+  for (int a = 0; a < 3; ++a) {
+    g.in[a] = in[a];
+    g.out[a] = k.op.size[a];
+    g.start[a] = k.op.start[a];
+    g.step[a] = k.op.step[a];
+  }
+  return g;
+}
+
+TEST(CudaHostKernels, SliceIndexMappingMatchesReference) {
+  for (const SliceCase& k : kSliceCases) {
+    SCOPED_TRACE(testing::Message() << "input " << k.channels << "x" << k.h << "x" << k.w);
+    const int64_t batch = 3;
+    const cm::SliceGeometry g = slice_geometry(k);
+    const std::vector<float> x = random_values(batch * k.channels * k.h * k.w, 71);
+    const int64_t out_count = batch * g.out[0] * g.out[1] * g.out[2];
+    std::vector<float> want(out_count), got(out_count);
+    reference::slice_forward(k.op, batch, k.channels, k.h, k.w, x.data(), want.data());
+    for_each_index(out_count, [&](int64_t i) {
+      const int64_t source = cm::slice_source_index(g, i);
+      ASSERT_GE(source, 0);
+      ASSERT_LT(source, static_cast<int64_t>(x.size()));
+      got[i] = x[source];
+    });
+    expect_close(got, want, 0.0f, 0.0f);
+  }
+}
+
+// Pads (forward and backward): input shape and op.
+struct PadCase {
+  int64_t channels, h, w;
+  PadOp op;
+};
+const PadCase kPadCases[] = {
+    {3, 8, 8, {{0, 0, 0}, {0, 1, 1}, 0.0f}},  // TensorFlow "same", stride 2
+    {5, 7, 9, {{2, 0, 3}, {1, 2, 0}, -0.5f}},
+    {2, 1, 1, {{0, 3, 0}, {0, 0, 2}, 1.0f}},
+};
+
+cm::PadOpGeometry pad_geometry(const PadCase& k) {
+  cm::PadOpGeometry g;
+  const int64_t in[3] = {k.channels, k.h, k.w};
+  for (int a = 0; a < 3; ++a) {
+    g.in[a] = in[a];
+    g.out[a] = in[a] + k.op.before[a] + k.op.after[a];
+    g.before[a] = k.op.before[a];
+  }
+  return g;
+}
+
+TEST(CudaHostKernels, PadIndexMappingMatchesReference) {
+  for (const PadCase& k : kPadCases) {
+    SCOPED_TRACE(testing::Message() << "input " << k.channels << "x" << k.h << "x" << k.w);
+    const int64_t batch = 3;
+    const cm::PadOpGeometry g = pad_geometry(k);
+    const std::vector<float> x = random_values(batch * k.channels * k.h * k.w, 72);
+    const int64_t out_count = batch * g.out[0] * g.out[1] * g.out[2];
+    std::vector<float> want(out_count), got(out_count);
+    reference::pad_forward(k.op, batch, k.channels, k.h, k.w, x.data(), want.data());
+    for_each_index(out_count, [&](int64_t i) {
+      const int64_t source = cm::pad_op_source_index(g, i);
+      ASSERT_LT(source, static_cast<int64_t>(x.size()));
+      got[i] = source >= 0 ? x[source] : k.op.value;
     });
     expect_close(got, want, 0.0f, 0.0f);
   }
@@ -483,6 +586,61 @@ TEST(CudaHostKernels, ZeroPadShortcutBackwardGatherMatchesReference) {
             EXPECT_EQ(cm::zero_pad_shortcut_source_index(g, source), i);
           }
           return source >= 0 ? dy[source] : 0.0f;
+        },
+        0.0f, 0.0f);
+  }
+}
+
+TEST(CudaHostKernels, ClipBackwardMatchesReference) {
+  const ClipOp op{0, 6};
+  std::vector<float> y = random_values(101, 73, 0.0f, 6.0f), dy = random_values(104, 74);
+  y.push_back(0.0f);  // at either bound the gradient is 0
+  y.push_back(6.0f);
+  y.push_back(NAN);  // both comparisons are false for NaN: no gradient, as in the reference
+  const int64_t n = static_cast<int64_t>(y.size());
+  std::vector<float> want(n);
+  reference::clip_backward_data(op, n, y.data(), dy.data(), want.data());
+  expect_backward_both_ways(want, [&](int64_t i) { return cm::clip_backward_value(y[i], dy[i], op.min, op.max); },
+                            0.0f, 0.0f);
+}
+
+TEST(CudaHostKernels, SliceBackwardGatherMatchesReference) {
+  for (const SliceCase& k : kSliceCases) {
+    SCOPED_TRACE(testing::Message() << "input " << k.channels << "x" << k.h << "x" << k.w);
+    const int64_t batch = 3;
+    const cm::SliceGeometry g = slice_geometry(k);
+    const std::vector<float> dy = random_values(batch * g.out[0] * g.out[1] * g.out[2], 75);
+    std::vector<float> want(batch * k.channels * k.h * k.w);
+    reference::slice_backward_data(k.op, batch, k.channels, k.h, k.w, dy.data(), want.data());
+    expect_backward_both_ways(
+        want,
+        [&](int64_t i) {
+          const int64_t source = cm::slice_gradient_source_index(g, i);
+          EXPECT_LT(source, static_cast<int64_t>(dy.size()));
+          // The gather inverts the forward's index map on the cells it reads.
+          if (source >= 0) {
+            EXPECT_EQ(cm::slice_source_index(g, source), i);
+          }
+          return source >= 0 ? dy[source] : 0.0f;
+        },
+        0.0f, 0.0f);
+  }
+}
+
+TEST(CudaHostKernels, PadBackwardCropMatchesReference) {
+  for (const PadCase& k : kPadCases) {
+    SCOPED_TRACE(testing::Message() << "input " << k.channels << "x" << k.h << "x" << k.w);
+    const int64_t batch = 3;
+    const cm::PadOpGeometry g = pad_geometry(k);
+    const std::vector<float> dy = random_values(batch * g.out[0] * g.out[1] * g.out[2], 76);
+    std::vector<float> want(batch * k.channels * k.h * k.w);
+    reference::pad_backward_data(k.op, batch, k.channels, k.h, k.w, dy.data(), want.data());
+    expect_backward_both_ways(
+        want,
+        [&](int64_t i) {
+          const int64_t source = cm::pad_op_gradient_source_index(g, i);
+          EXPECT_EQ(cm::pad_op_source_index(g, source), i);  // the crop inverts the padding
+          return dy[source];
         },
         0.0f, 0.0f);
   }

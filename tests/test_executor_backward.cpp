@@ -1,12 +1,17 @@
 // The executor's backward pass (Plan::backward_data): the fused plan of the fast backend
 // against the unfused reference plan (every op's own backward, no BN folding, no epilogues),
-// and the whole-model gradient against finite differences.
+// the whole-model gradient against finite differences, and a small clip/slice/pad graph
+// against its reference kernels composed by hand.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
 
+#include "kernels/reference/clip.h"
+#include "kernels/reference/dense.h"
+#include "kernels/reference/pad.h"
+#include "kernels/reference/slice.h"
 #include "runtime/dataset.h"
 #include "runtime/error.h"
 #include "runtime/executor.h"
@@ -145,6 +150,62 @@ TEST(ExecutorBackward, InputGradientMatchesFiniteDifferences) {
     EXPECT_TRUE(std::fabs(g[i] - right) <= tolerance || std::fabs(g[i] - left) <= tolerance)
         << "pixel " << i << ": gradient " << g[i] << ", difference quotients " << left << " (left), " << right
         << " (right)";
+  }
+}
+
+// input -> clip -> slice -> pad -> dense through the executor, against the reference kernels
+// composed by hand. Only the input's gradient is asked for, so nothing else is kept: clip's
+// output must outlive the later steps (whose buffers could take its place) for its backward.
+TEST(ExecutorBackward, ClipSlicePadMatchTheReferenceKernelsComposedByHand) {
+  const ClipOp clip{-0.5f, 0.5f};
+  const SliceOp slice{{1, 0, 2}, {2, 2, 3}, {2, 3, 2}};  // (4,6,7) -> (2,3,2)
+  const PadOp pad{{1, 0, 2}, {0, 1, 0}, 0.75f};          // -> (3,4,4)
+  const int64_t n = 2, classes = 5, features = 3 * 4 * 4;
+  Model m;
+  m.arch = "clip_slice_pad";
+  const int x = m.graph.add("input", InputOp{Shape{4, 6, 7}});
+  const int c = m.graph.add("clip", clip, {x});
+  const int s = m.graph.add("slice", slice, {c});
+  const int p = m.graph.add("pad", pad, {s});
+  m.graph.add("dense", DenseOp{features, classes, true}, {p});
+  m.params = ParamArena(m.graph.param_specs());
+  std::vector<float> params(static_cast<size_t>(m.params.size()));
+  fill_uniform(params, 1);
+  std::copy(params.begin(), params.end(), m.params.data());
+  m.classes = {"a", "b", "c", "d", "e"};
+
+  std::vector<float> input(static_cast<size_t>(n * 4 * 6 * 7));
+  fill_uniform(input, 2);
+  std::vector<float> seed(static_cast<size_t>(n * classes));
+  fill_uniform(seed, 3);
+
+  // By hand: forward, then backward from the seed.
+  const float* w = m.params.get("dense.weight");
+  std::vector<float> clipped(input.size()), sliced(static_cast<size_t>(n * 2 * 3 * 2)),
+      padded(static_cast<size_t>(n * features)), logits(seed.size());
+  reference::clip_forward(clip, static_cast<int64_t>(input.size()), input.data(), clipped.data());
+  reference::slice_forward(slice, n, 4, 6, 7, clipped.data(), sliced.data());
+  reference::pad_forward(pad, n, 2, 3, 2, sliced.data(), padded.data());
+  reference::dense_forward(n, features, classes, padded.data(), w, m.params.get("dense.bias"), logits.data());
+  std::vector<float> d_padded(padded.size()), d_sliced(sliced.size()), d_clipped(clipped.size()),
+      d_input(input.size());
+  reference::dense_backward_data(n, features, classes, seed.data(), w, d_padded.data());
+  reference::pad_backward_data(pad, n, 2, 3, 2, d_padded.data(), d_sliced.data());
+  reference::slice_backward_data(slice, n, 4, 6, 7, d_sliced.data(), d_clipped.data());
+  reference::clip_backward_data(clip, static_cast<int64_t>(input.size()), clipped.data(), d_clipped.data(),
+                                d_input.data());
+
+  for (const char* kind : {"reference", "cpu"}) {
+    auto backend = make_backend(kind);
+    PlanOptions o;
+    o.gradients = {"input"};
+    Plan plan(m, *backend, n, o);
+    plan.forward(input.data());
+    plan.backward_data(seed.data());
+    const Tensor got_logits = plan.logits(), got_gradient = download(*backend, plan, "input");
+    expect_close(got_logits.values().data(), logits.data(), n * classes, 1e-5f, 1e-6f, std::string(kind) + " logits");
+    expect_close(got_gradient.values().data(), d_input.data(), static_cast<int64_t>(d_input.size()), 1e-5f, 1e-6f,
+                 std::string(kind) + " input gradient");
   }
 }
 

@@ -2,6 +2,7 @@
 // the real models, batch > 1. conv2d has its own file (test_conv2d.cpp).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
@@ -9,11 +10,14 @@
 #include "kernels/reference/avg_pool.h"
 #include "kernels/reference/batch_norm.h"
 #include "kernels/reference/channel_affine.h"
+#include "kernels/reference/clip.h"
 #include "kernels/reference/concat.h"
 #include "kernels/reference/dense.h"
 #include "kernels/reference/global_avg_pool.h"
 #include "kernels/reference/max_pool.h"
+#include "kernels/reference/pad.h"
 #include "kernels/reference/relu.h"
+#include "kernels/reference/slice.h"
 #include "kernels/reference/softmax.h"
 #include "kernels/reference/zero_pad_shortcut.h"
 #include "runtime/error.h"
@@ -197,6 +201,80 @@ TEST(ChannelAffineForward, CpuMatchesReference) {
   expect_close(got.data(), want.data(), s.numel(), 1e-6f, 1e-7f, "channel_affine");
 }
 
+TEST(ClipForward, CpuMatchesReference) {
+  const int64_t n = 3 * 32 * 112 * 112 + 5;  // MobileNetV2's first ReLU6
+  auto x = random(n, 22, -8, 8);
+  for (const ClipOp& op : {ClipOp{0, 6}, ClipOp{-1.5f, 0.25f}, ClipOp{2, 2}}) {
+    std::vector<float> want(x.size()), got(x.size());
+    reference::clip_forward(op, n, x.data(), want.data());
+    cpu::clip_forward(op, n, x.data(), got.data());
+    expect_close(got.data(), want.data(), n, 0, 0, "clip");
+  }
+  // Hand-checked ReLU6; NaN stays NaN.
+  const std::vector<float> in{-1, 0, 3, 6, 7, NAN};
+  std::vector<float> y(in.size());
+  cpu::clip_forward(ClipOp{0, 6}, 6, in.data(), y.data());
+  EXPECT_EQ(std::vector<float>(y.begin(), y.begin() + 5), (std::vector<float>{0, 0, 3, 6, 6}));
+  EXPECT_TRUE(std::isnan(y[5]));
+}
+
+TEST(SliceForward, CpuMatchesReference) {
+  struct Case {
+    Shape in;
+    SliceOp op;
+  };
+  const std::vector<Case> cases{
+      {{2, 16, 32, 32}, {{0, 0, 0}, {1, 2, 2}, {16, 16, 16}}},  // x[:, :, ::2, ::2] (space-to-depth)
+      {{2, 16, 32, 32}, {{0, 1, 1}, {1, 2, 2}, {16, 16, 16}}},  // its odd phase
+      {{3, 24, 17, 17}, {{8, 0, 0}, {1, 1, 1}, {12, 17, 17}}},  // a channel split
+      {{2, 7, 13, 11}, {{1, 2, 3}, {2, 3, 1}, {3, 4, 5}}},      // a crop with unit step along W
+      {{2, 7, 13, 11}, {{6, 12, 10}, {1, 1, 1}, {1, 1, 1}}},    // the last cell
+  };
+  for (const Case& c : cases) {
+    const Shape out = infer_shape(c.op, {c.in}, "slice");
+    auto x = random(c.in.numel(), 23);
+    std::vector<float> want(static_cast<size_t>(out.numel())), got(want.size(), 7.0f);
+    reference::slice_forward(c.op, c.in[0], c.in[1], c.in[2], c.in[3], x.data(), want.data());
+    cpu::slice_forward(c.op, c.in[0], c.in[1], c.in[2], c.in[3], x.data(), got.data());
+    expect_close(got.data(), want.data(), out.numel(), 0, 0, "slice " + c.in.str());
+  }
+  // Hand-checked: rows 1 and 2, columns 0 and 2 of a 3x4 ramp.
+  const SliceOp op{{0, 1, 0}, {1, 1, 2}, {1, 2, 2}};
+  std::vector<float> x(12), y(4);
+  for (int i = 0; i < 12; ++i) x[i] = static_cast<float>(i);
+  EXPECT_EQ(infer_shape(op, {Shape{1, 1, 3, 4}}, "slice"), (Shape{1, 1, 2, 2}));
+  reference::slice_forward(op, 1, 1, 3, 4, x.data(), y.data());
+  EXPECT_EQ(y, (std::vector<float>{4, 6, 8, 10}));
+}
+
+TEST(PadForward, CpuMatchesReference) {
+  struct Case {
+    Shape in;
+    PadOp op;
+  };
+  const std::vector<Case> cases{
+      {{2, 3, 224, 224}, {{0, 0, 0}, {0, 1, 1}, 0.0f}},   // TensorFlow "same", stride 2: pads only after
+      {{2, 32, 17, 17}, {{0, 1, 1}, {0, 1, 1}, 0.0f}},    // symmetric spatial
+      {{2, 5, 7, 9}, {{2, 0, 3}, {1, 2, 0}, -0.5f}},      // channels too, a non-zero value
+      {{1, 3, 1, 1}, {{0, 0, 0}, {0, 0, 0}, 1.0f}},       // no padding: a copy
+  };
+  for (const Case& c : cases) {
+    const Shape out = infer_shape(c.op, {c.in}, "pad");
+    auto x = random(c.in.numel(), 24);
+    std::vector<float> want(static_cast<size_t>(out.numel())), got(want.size(), 7.0f);
+    reference::pad_forward(c.op, c.in[0], c.in[1], c.in[2], c.in[3], x.data(), want.data());
+    cpu::pad_forward(c.op, c.in[0], c.in[1], c.in[2], c.in[3], x.data(), got.data());
+    expect_close(got.data(), want.data(), out.numel(), 0, 0, "pad " + c.in.str());
+  }
+  // Hand-checked: (1,1,1,2) padded by one row above, one column left and one channel after.
+  const PadOp op{{0, 1, 1}, {1, 0, 0}, 9.0f};
+  const std::vector<float> x{1, 2};
+  std::vector<float> y(12);
+  EXPECT_EQ(infer_shape(op, {Shape{1, 1, 1, 2}}, "pad"), (Shape{1, 2, 2, 3}));
+  reference::pad_forward(op, 1, 1, 1, 2, x.data(), y.data());
+  EXPECT_EQ(y, (std::vector<float>{9, 9, 9, 9, 1, 2, 9, 9, 9, 9, 9, 9}));
+}
+
 TEST(InferShape, RejectsInputsThatDoNotFit) {
   Conv2dOp conv;
   conv.in_channels = 3;
@@ -211,6 +289,43 @@ TEST(InferShape, RejectsInputsThatDoNotFit) {
   }
   EXPECT_THROW(infer_shape(AddOp{}, {Shape{1, 2}, Shape{1, 3}}, "add"), Error);
   EXPECT_THROW(infer_shape(conv, {Shape{2, 3, 2, 2}}, "small"), Error);
+}
+
+TEST(InferShape, RejectsBadClipSliceAndPadParams) {
+  EXPECT_EQ(infer_shape(ClipOp{1, 1}, {Shape{2, 5}}, "clip"), (Shape{2, 5}));
+  EXPECT_THROW(infer_shape(ClipOp{6, 0}, {Shape{2, 5}}, "clip"), Error);  // min > max
+
+  const Shape in{2, 3, 5, 6};
+  const SliceOp fits{{0, 1, 1}, {1, 2, 2}, {3, 2, 3}};  // rows 1, 3; columns 1, 3, 5
+  EXPECT_EQ(infer_shape(fits, {in}, "slice"), (Shape{2, 3, 2, 3}));
+  auto slice_with = [&](int axis, int64_t start, int64_t step, int64_t size) {
+    SliceOp op = fits;
+    op.start[axis] = start;
+    op.step[axis] = step;
+    op.size[axis] = size;
+    return op;
+  };
+  EXPECT_THROW(infer_shape(slice_with(1, 0, 0, 1), {in}, "slice"), Error);   // step 0
+  EXPECT_THROW(infer_shape(slice_with(1, 0, -1, 1), {in}, "slice"), Error);  // negative step
+  EXPECT_THROW(infer_shape(slice_with(0, 3, 1, 1), {in}, "slice"), Error);   // start past the end
+  EXPECT_THROW(infer_shape(slice_with(2, -1, 1, 1), {in}, "slice"), Error);  // negative start
+  EXPECT_THROW(infer_shape(slice_with(2, 0, 1, 7), {in}, "slice"), Error);   // size too large
+  EXPECT_THROW(infer_shape(slice_with(2, 2, 2, 3), {in}, "slice"), Error);   // 2, 4, 6: one past the end
+  EXPECT_THROW(infer_shape(slice_with(1, 0, 1, 0), {in}, "slice"), Error);   // empty
+  EXPECT_THROW(infer_shape(fits, {Shape{2, 3, 5}}, "slice"), Error);         // not NCHW
+
+  const PadOp pads{{1, 0, 2}, {0, 3, 1}, 0.0f};
+  EXPECT_EQ(infer_shape(pads, {in}, "pad"), (Shape{2, 4, 8, 9}));
+  PadOp negative = pads;
+  negative.before[1] = -1;
+  EXPECT_THROW(infer_shape(negative, {in}, "pad"), Error);
+  negative = pads;
+  negative.after[2] = -1;
+  EXPECT_THROW(infer_shape(negative, {in}, "pad"), Error);
+  PadOp huge = pads;
+  huge.after[0] = int64_t{1} << 40;  // past the cap that keeps element counts from overflowing
+  EXPECT_THROW(infer_shape(huge, {in}, "pad"), Error);
+  EXPECT_THROW(infer_shape(pads, {Shape{2, 3}}, "pad"), Error);
 }
 
 }  // namespace

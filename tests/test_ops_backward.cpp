@@ -20,12 +20,15 @@
 #include "kernels/reference/avg_pool.h"
 #include "kernels/reference/batch_norm.h"
 #include "kernels/reference/channel_affine.h"
+#include "kernels/reference/clip.h"
 #include "kernels/reference/concat.h"
 #include "kernels/reference/conductance.h"
 #include "kernels/reference/dense.h"
 #include "kernels/reference/global_avg_pool.h"
 #include "kernels/reference/max_pool.h"
+#include "kernels/reference/pad.h"
 #include "kernels/reference/relu.h"
+#include "kernels/reference/slice.h"
 #include "kernels/reference/softmax.h"
 #include "kernels/reference/zero_pad_shortcut.h"
 #include "runtime/backend.h"
@@ -244,6 +247,63 @@ TEST(ChannelAffineBackward, CpuMatchesReference) {
   }, 0, 0, 28);
 }
 
+TEST(ClipBackward, CpuMatchesReferenceIncludingTheBounds) {
+  const int64_t n = 3 * 32 * 112 * 112 + 5;
+  const auto x = random(n, 29, -8, 8), dy = random(n, 30);
+  for (const ClipOp& op : {ClipOp{0, 6}, ClipOp{-1, 1}}) {
+    std::vector<float> y(x.size()), want(x.size());
+    reference::clip_forward(op, n, x.data(), y.data());  // many outputs exactly at a bound: gradient 0
+    reference::clip_backward_data(op, n, y.data(), dy.data(), want.data());
+    check_backward("clip", want,
+                   [&](float* dx, bool acc) { cpu::clip_backward_data(op, n, y.data(), dy.data(), dx, acc); }, 0, 0,
+                   31);
+  }
+}
+
+TEST(SliceBackward, CpuMatchesReference) {
+  struct Case {
+    Shape in;
+    SliceOp op;
+  };
+  const std::vector<Case> cases{
+      {{2, 16, 32, 32}, {{0, 0, 0}, {1, 2, 2}, {16, 16, 16}}},  // x[:, :, ::2, ::2]
+      {{2, 16, 32, 32}, {{0, 1, 1}, {1, 2, 2}, {16, 16, 16}}},  // its odd phase
+      {{3, 24, 17, 17}, {{8, 0, 0}, {1, 1, 1}, {12, 17, 17}}},  // a channel split
+      {{2, 7, 13, 11}, {{1, 2, 3}, {2, 3, 1}, {3, 4, 5}}},      // a crop: unit step along W between zeros
+      {{2, 7, 13, 11}, {{0, 0, 0}, {3, 5, 4}, {3, 3, 3}}},      // sparse along every axis
+  };
+  for (const Case& c : cases) {
+    const Shape out = infer_shape(c.op, {c.in}, "slice");
+    const auto dy = random(out.numel(), 32);
+    std::vector<float> want(static_cast<size_t>(c.in.numel()));
+    reference::slice_backward_data(c.op, c.in[0], c.in[1], c.in[2], c.in[3], dy.data(), want.data());
+    check_backward("slice " + c.in.str(), want, [&](float* dx, bool acc) {
+      cpu::slice_backward_data(c.op, c.in[0], c.in[1], c.in[2], c.in[3], dy.data(), dx, acc);
+    }, 0, 0, 33);
+  }
+}
+
+TEST(PadBackward, CpuMatchesReference) {
+  struct Case {
+    Shape in;
+    PadOp op;
+  };
+  const std::vector<Case> cases{
+      {{2, 3, 224, 224}, {{0, 0, 0}, {0, 1, 1}, 0.0f}},  // TensorFlow "same", stride 2
+      {{2, 32, 17, 17}, {{0, 1, 1}, {0, 1, 1}, 0.0f}},
+      {{2, 5, 7, 9}, {{2, 0, 3}, {1, 2, 0}, -0.5f}},
+  };
+  for (const Case& c : cases) {
+    const Shape out = infer_shape(c.op, {c.in}, "pad");
+    const auto dy = random(out.numel(), 34);
+    std::vector<float> want(static_cast<size_t>(c.in.numel()));
+    reference::pad_backward_data(c.op, c.in[0], c.in[1], c.in[2], c.in[3], dy.data(), want.data());
+    check_backward("pad " + c.in.str(), want, [&](float* dx, bool acc) {
+      cpu::pad_backward_data(c.op, c.in[0], c.in[1], c.in[2], c.in[3], dy.data(), dx, acc);
+    }, 0, 0, 35);
+  }
+}
+
 TEST(Attribution, CpuInterpolateMatchesReference) {
   const int64_t n = 3 * 3 * 299 * 299 + 1;
   const auto baseline = random(n, 29), x = random(n, 30);
@@ -351,6 +411,16 @@ std::vector<BackendCase> backend_cases(const Inputs& in) {
                      op.scale = {0.5f, -2.0f, 3.0f};
                      op.shift = {1.0f, 2.0f, 3.0f};
                      b.channel_affine_backward_data(op, ca, in.dy.data(), dx, acc);
+                   }});
+  cases.push_back({"clip", 1001, [&in](Backend& b, float* dx, bool acc) {
+                     b.clip_backward_data(ClipOp{0, 0.5f}, 1001, in.y.data(), in.dy.data(), dx, acc);
+                   }});
+  const Shape sl{2, 7, 13, 11};
+  cases.push_back({"slice", sl.numel(), [&in, sl](Backend& b, float* dx, bool acc) {
+                     b.slice_backward_data(SliceOp{{1, 2, 3}, {2, 3, 2}, {3, 4, 4}}, sl, in.dy.data(), dx, acc);
+                   }});
+  cases.push_back({"pad", sl.numel(), [&in, sl](Backend& b, float* dx, bool acc) {
+                     b.pad_backward_data(PadOp{{1, 0, 2}, {2, 1, 0}, 3.0f}, sl, in.dy.data(), dx, acc);
                    }});
   // conv2d through make_conv2d (the kernel's fusion does not enter its gradient).
   const Shape cin{3, 16, 16, 16};

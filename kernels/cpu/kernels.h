@@ -38,6 +38,11 @@ void concat_forward(int64_t batch, int64_t part_channels, int64_t spatial, int64
                     int64_t total_channels, const float* x, float* y);
 void channel_affine_forward(int64_t batch, int64_t channels, int64_t spatial, const float* x, const float* scale,
                             const float* shift, float* y);
+void clip_forward(const ClipOp& p, int64_t count, const float* x, float* y);
+void slice_forward(const SliceOp& p, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w, const float* x,
+                   float* y);
+void pad_forward(const PadOp& p, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w, const float* x,
+                 float* y);
 
 void batch_norm_backward_data(int64_t batch, int64_t channels, int64_t spatial, const float* dy,
                               const float* weight, const float* var, float eps, float* dx, bool accumulate);
@@ -59,6 +64,12 @@ void concat_backward_data(int64_t batch, int64_t part_channels, int64_t spatial,
                           int64_t total_channels, const float* dy, float* dx, bool accumulate);
 void channel_affine_backward_data(int64_t batch, int64_t channels, int64_t spatial, const float* dy,
                                   const float* scale, float* dx, bool accumulate);
+void clip_backward_data(const ClipOp& p, int64_t count, const float* y, const float* dy, float* dx,
+                        bool accumulate);
+void slice_backward_data(const SliceOp& p, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w,
+                         const float* dy, float* dx, bool accumulate);
+void pad_backward_data(const PadOp& p, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w, const float* dy,
+                       float* dx, bool accumulate);
 
 // Attribution kernels (kernels/cpu/conductance.cpp; twins in kernels/reference/conductance.h).
 void interpolate(int64_t count, const float* baseline, const float* x, float alpha, float* y);

@@ -113,6 +113,23 @@ class CudaBackend : public Backend {
     cuda::channel_affine_forward(context_->stream(), s[0], s[1], s[2] * s[3], k, x, y);
   }
 
+  void clip_forward(const ClipOp& op, int64_t count, const float* x, float* y) override {
+    context_->activate();
+    cuda::clip_forward(context_->stream(), count, op.min, op.max, x, y);
+  }
+
+  void slice_forward(const SliceOp& op, const Shape& s, const float* x, float* y) override {
+    const cuda_math::SliceGeometry g = slice_geometry(op, s);
+    context_->activate();
+    cuda::slice_forward(context_->stream(), g, s[0], x, y);
+  }
+
+  void pad_forward(const PadOp& op, const Shape& s, const float* x, float* y) override {
+    const cuda_math::PadOpGeometry g = pad_geometry(op, s);
+    context_->activate();
+    cuda::pad_forward(context_->stream(), g, s[0], op.value, x, y);
+  }
+
   void dense_forward(const DenseOp& op, int64_t batch, const float* x, const float* w, const float* bias,
                      float* y) override {
     context_->activate();
@@ -213,6 +230,24 @@ class CudaBackend : public Backend {
     cuda::channel_affine_backward_data(context_->stream(), s[0], s[1], s[2] * s[3], k, dy, dx, accumulate);
   }
 
+  void clip_backward_data(const ClipOp& op, int64_t count, const float* y, const float* dy, float* dx,
+                          bool accumulate) override {
+    context_->activate();
+    cuda::clip_backward_data(context_->stream(), count, op.min, op.max, y, dy, dx, accumulate);
+  }
+
+  void slice_backward_data(const SliceOp& op, const Shape& s, const float* dy, float* dx, bool accumulate) override {
+    const cuda_math::SliceGeometry g = slice_geometry(op, s);
+    context_->activate();
+    cuda::slice_backward_data(context_->stream(), g, s[0], dy, dx, accumulate);
+  }
+
+  void pad_backward_data(const PadOp& op, const Shape& s, const float* dy, float* dx, bool accumulate) override {
+    const cuda_math::PadOpGeometry g = pad_geometry(op, s);
+    context_->activate();
+    cuda::pad_backward_data(context_->stream(), g, s[0], dy, dx, accumulate);
+  }
+
   // --- attribution ---------------------------------------------------------------------------
 
   void interpolate(int64_t count, const float* baseline, const float* x, float alpha, float* y) override {
@@ -238,6 +273,29 @@ class CudaBackend : public Backend {
     g.out_w = out[3];
     g.stride = op.stride;
     g.pad_channels_before = op.pad_channels_before;
+    return g;
+  }
+
+  static cuda_math::SliceGeometry slice_geometry(const SliceOp& op, const Shape& s) {
+    const Shape out = infer_shape(op, {s}, "slice");
+    cuda_math::SliceGeometry g;
+    for (int a = 0; a < 3; ++a) {
+      g.in[a] = s[a + 1];
+      g.out[a] = out[a + 1];
+      g.start[a] = op.start[a];
+      g.step[a] = op.step[a];
+    }
+    return g;
+  }
+
+  static cuda_math::PadOpGeometry pad_geometry(const PadOp& op, const Shape& s) {
+    const Shape out = infer_shape(op, {s}, "pad");
+    cuda_math::PadOpGeometry g;
+    for (int a = 0; a < 3; ++a) {
+      g.in[a] = s[a + 1];
+      g.out[a] = out[a + 1];
+      g.before[a] = op.before[a];
+    }
     return g;
   }
 

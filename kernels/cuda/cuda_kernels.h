@@ -58,6 +58,24 @@ void zero_pad_shortcut_forward(cudaStream_t stream, const cuda_math::ZeroPadShor
 void zero_pad_shortcut_backward_data(cudaStream_t stream, const cuda_math::ZeroPadShortcutGeometry& geometry,
                                      int64_t batch, const float* dy, float* dx, bool accumulate);
 
+// clip.cu: y = min(max(x, lo), hi).
+void clip_forward(cudaStream_t stream, int64_t count, float lo, float hi, const float* x, float* y);
+// dx = dy where lo < y < hi (y the forward output), else 0.
+void clip_backward_data(cudaStream_t stream, int64_t count, float lo, float hi, const float* y, const float* dy,
+                        float* dx, bool accumulate);
+
+// slice.cu: `batch` samples of the geometry's shapes.
+void slice_forward(cudaStream_t stream, const cuda_math::SliceGeometry& geometry, int64_t batch, const float* x,
+                   float* y);
+void slice_backward_data(cudaStream_t stream, const cuda_math::SliceGeometry& geometry, int64_t batch,
+                         const float* dy, float* dx, bool accumulate);
+
+// pad.cu: `batch` samples of the geometry's shapes; the padding cells get `value`.
+void pad_forward(cudaStream_t stream, const cuda_math::PadOpGeometry& geometry, int64_t batch, float value,
+                 const float* x, float* y);
+void pad_backward_data(cudaStream_t stream, const cuda_math::PadOpGeometry& geometry, int64_t batch,
+                       const float* dy, float* dx, bool accumulate);
+
 // global_avg_pool.cu: the mean of each of `planes` contiguous rows of `spatial` values.
 void global_avg_pool_forward(cudaStream_t stream, int64_t planes, int64_t spatial, const float* x, float* y);
 void global_avg_pool_backward_data(cudaStream_t stream, int64_t planes, int64_t spatial, const float* dy, float* dx,

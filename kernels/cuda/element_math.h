@@ -132,6 +132,92 @@ VETO_HOST_DEVICE int64_t zero_pad_shortcut_gradient_source_index(const ZeroPadSh
   return ((n * g.out_channels + c + g.pad_channels_before) * g.out_h + h / g.stride) * g.out_w + w / g.stride;
 }
 
+// --- clip ---------------------------------------------------------------------------------------
+// The reference's comparisons in its order, so NaN propagates the same way.
+VETO_HOST_DEVICE float clip_value(float x, float lo, float hi) {
+  const float v = x < lo ? lo : x;
+  return v > hi ? hi : v;
+}
+
+// The gradient passes strictly inside (lo, hi), read off the output y: 0 at either bound
+// (PyTorch's hardtanh rule); NaN y blocks.
+VETO_HOST_DEVICE float clip_backward_value(float y, float dy, float lo, float hi) {
+  return (lo < y && y < hi) ? dy : 0.0f;
+}
+
+// --- slice ------------------------------------------------------------------------------------
+// Per sample, per axis in SliceOp's order (C, H, W): the input's extent, the output's
+// (SliceOp::size), and the window's start and step.
+struct SliceGeometry {
+  int64_t in[3] = {0, 0, 0};
+  int64_t out[3] = {0, 0, 0};
+  int64_t start[3] = {0, 0, 0};
+  int64_t step[3] = {1, 1, 1};
+};
+
+// Flat input index read by flat output index `out_index`.
+VETO_HOST_DEVICE int64_t slice_source_index(const SliceGeometry& g, int64_t out_index) {
+  const int64_t j = out_index % g.out[2];
+  const int64_t i = (out_index / g.out[2]) % g.out[1];
+  const int64_t oc = (out_index / (g.out[2] * g.out[1])) % g.out[0];
+  const int64_t n = out_index / (g.out[2] * g.out[1] * g.out[0]);
+  return ((n * g.in[0] + g.start[0] + oc * g.step[0]) * g.in[1] + g.start[1] + i * g.step[1]) * g.in[2] +
+         g.start[2] + j * g.step[2];
+}
+
+// The output position along one axis that reads input position `in`, or -1 when the window
+// skips it.
+VETO_HOST_DEVICE int64_t slice_output_position(int64_t in, int64_t start, int64_t step, int64_t size) {
+  const int64_t d = in - start;
+  if (d < 0 || d % step != 0 || d / step >= size) return -1;
+  return d / step;
+}
+
+// Backward, as a gather over dx: the flat output index whose gradient input index `in_index`
+// receives, or -1 for a cell the slice skipped (its gradient is 0). The inverse of
+// slice_source_index on the cells it reads.
+VETO_HOST_DEVICE int64_t slice_gradient_source_index(const SliceGeometry& g, int64_t in_index) {
+  const int64_t w = in_index % g.in[2];
+  const int64_t h = (in_index / g.in[2]) % g.in[1];
+  const int64_t c = (in_index / (g.in[2] * g.in[1])) % g.in[0];
+  const int64_t n = in_index / (g.in[2] * g.in[1] * g.in[0]);
+  const int64_t oc = slice_output_position(c, g.start[0], g.step[0], g.out[0]);
+  const int64_t i = slice_output_position(h, g.start[1], g.step[1], g.out[1]);
+  const int64_t j = slice_output_position(w, g.start[2], g.step[2], g.out[2]);
+  if (oc < 0 || i < 0 || j < 0) return -1;
+  return ((n * g.out[0] + oc) * g.out[1] + i) * g.out[2] + j;
+}
+
+// --- pad (the op; PadGeometry above is conv2d's explicit input padding) ------------------------
+// Per sample, per axis in PadOp's order (C, H, W): the input's extent, the output's, and the
+// padding before the input.
+struct PadOpGeometry {
+  int64_t in[3] = {0, 0, 0};
+  int64_t out[3] = {0, 0, 0};
+  int64_t before[3] = {0, 0, 0};
+};
+
+// Flat input index read by flat output index `out_index`, or -1 for a padding cell (it holds
+// the op's value).
+VETO_HOST_DEVICE int64_t pad_op_source_index(const PadOpGeometry& g, int64_t out_index) {
+  const int64_t w = out_index % g.out[2] - g.before[2];
+  const int64_t h = (out_index / g.out[2]) % g.out[1] - g.before[1];
+  const int64_t c = (out_index / (g.out[2] * g.out[1])) % g.out[0] - g.before[0];
+  const int64_t n = out_index / (g.out[2] * g.out[1] * g.out[0]);
+  if (c < 0 || c >= g.in[0] || h < 0 || h >= g.in[1] || w < 0 || w >= g.in[2]) return -1;
+  return ((n * g.in[0] + c) * g.in[1] + h) * g.in[2] + w;
+}
+
+// Backward, a crop as a gather over dx: the flat output index that input index `in_index` was
+// copied to (the padding's gradient is dropped).
+VETO_HOST_DEVICE int64_t pad_op_gradient_source_index(const PadOpGeometry& g, int64_t in_index) {
+  const int64_t w = in_index % g.in[2];
+  const int64_t h = (in_index / g.in[2]) % g.in[1];
+  const int64_t c = (in_index / (g.in[2] * g.in[1])) % g.in[0];
+  const int64_t n = in_index / (g.in[2] * g.in[1] * g.in[0]);
+  return ((n * g.out[0] + c + g.before[0]) * g.out[1] + h + g.before[1]) * g.out[2] + w + g.before[2];
+}
+
 // --- global average pool backward -------------------------------------------------------------
 // Every cell of a plane gets the plane's output gradient over the cell count.
 VETO_HOST_DEVICE float global_avg_pool_gradient_value(float dy, int64_t spatial) {
