@@ -3,6 +3,7 @@
 
 #include "models/builders.h"
 #include "runtime/error.h"
+#include "runtime/graph_json.h"
 
 namespace veto {
 namespace {
@@ -38,7 +39,7 @@ Graph cifar(const ArchSpec& s, Graph g) {
 }  // namespace
 
 std::vector<std::string> known_archs() {
-  return {"resnet20", "resnet32", "resnet44", "resnet56", "keras_resnet20v1", "inception_v3"};
+  return {"resnet20", "resnet32", "resnet44", "resnet56", "keras_resnet20v1", "inception_v3", "graph"};
 }
 
 Graph build_graph(const ArchSpec& s) {
@@ -56,6 +57,15 @@ Graph build_graph(const ArchSpec& s) {
     c.width = s.width;
     c.num_classes = s.num_classes;
     return build_inception_v3(c);
+  }
+  if (s.arch == "graph") {  // written out in the file (models imported from ONNX)
+    auto it = s.options.find("graph");
+    VETO_CHECK(it != s.options.end(), "arch 'graph' needs the graph in metadata 'graph'");
+    Graph g = graph_from_json(it->second);
+    const Shape want{1, 3, s.height, s.width};
+    VETO_CHECK(g.node(0).shape == want, "the graph's input is ", g.node(0).shape.str(), " but the preprocessing makes ",
+               want.str());
+    return g;
   }
   std::string known;
   for (const auto& a : known_archs()) known += (known.empty() ? "" : ", ") + a;

@@ -18,6 +18,16 @@ int Graph::add(const std::string& name, OpParams op, std::vector<int> inputs) {
   return size() - 1;
 }
 
+void Graph::replace_op(int i, OpParams op) {
+  VETO_CHECK(i >= 0 && i < size(), "graph: replace_op of a node that does not exist");
+  Node& n = nodes_[static_cast<size_t>(i)];
+  std::vector<Shape> in_shapes;
+  for (int in : n.inputs) in_shapes.push_back(nodes_[static_cast<size_t>(in)].shape);
+  const Shape shape = infer_shape(op, in_shapes, n.name);
+  VETO_CHECK(shape == n.shape, "graph: replace_op would change the shape of '", n.name, "'");
+  n.op = std::move(op);
+}
+
 int Graph::find(const std::string& name) const {
   auto it = index_.find(name);
   if (it != index_.end()) return it->second;

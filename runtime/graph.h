@@ -23,6 +23,9 @@ class Graph {
   // Appends a node; inputs must already exist. Returns the node's index.
   int add(const std::string& name, OpParams op, std::vector<int> inputs = {});
 
+  // Gives node i an op of the same output shape (an importer merging a following op into it).
+  void replace_op(int i, OpParams op);
+
   const std::vector<Node>& nodes() const { return nodes_; }
   const Node& node(int i) const { return nodes_[static_cast<size_t>(i)]; }
   int size() const { return static_cast<int>(nodes_.size()); }

@@ -13,6 +13,7 @@
 #include "runtime/fingerprint.h"
 #include "runtime/io/json.h"
 #include "runtime/io/safetensors.h"
+#include "runtime/onnx_import.h"
 
 namespace veto {
 namespace fs = std::filesystem;
@@ -85,7 +86,9 @@ int64_t integer_field(const nlohmann::json& value, const char* key, const std::s
   return value.get<int64_t>();
 }
 
-Preprocess parse_preprocess(const std::string& text, const std::string& source) {
+}  // namespace
+
+Preprocess preprocess_from_json(const std::string& text, const std::string& source) {
   const nlohmann::json j = parse_json(text, "preprocess", source);
   Preprocess p;
   try {
@@ -114,15 +117,14 @@ Preprocess parse_preprocess(const std::string& text, const std::string& source) 
   return p;
 }
 
-nlohmann::json preprocess_json(const Preprocess& p) {
-  return {{"channels", p.channels}, {"height", p.height},
+std::string preprocess_to_json(const Preprocess& p) {
+  return nlohmann::json{{"channels", p.channels}, {"height", p.height},
           {"width", p.width},       {"resize", p.resize},
           {"interpolation", p.interpolation}, {"resize_shorter", p.resize_shorter},
           {"divisor", p.divisor},   {"mean", p.mean},
-          {"std", p.std}};
+          {"std", p.std}}
+      .dump();
 }
-
-}  // namespace
 
 std::vector<std::string> bundled_model_names() {
   std::vector<std::string> names;
@@ -146,7 +148,7 @@ Model parse_model(const SafetensorsFile& file, const std::string& source) {
   const std::string& format = required(file.metadata, "format", source);
   VETO_CHECK(format == kFormat, source, ": unsupported model format '", format, "' (expected ", kFormat, ")");
   m.arch = required(file.metadata, "arch", source);
-  m.preprocess = parse_preprocess(required(file.metadata, "preprocess", source), source);
+  m.preprocess = preprocess_from_json(required(file.metadata, "preprocess", source), source);
   const nlohmann::json classes = parse_json(required(file.metadata, "classes", source), "classes", source);
   VETO_CHECK(classes.is_array(), source, ": metadata 'classes' must be a JSON array of names");
   for (const auto& c : classes) {
@@ -190,6 +192,7 @@ Model parse_model(const SafetensorsFile& file, const std::string& source) {
 
 Model load_model(const std::string& path_or_name) {
   const std::string path = resolve_model_path(path_or_name);
+  if (fs::path(path).extension() == ".onnx") return import_onnx(path);
   return parse_model(read_safetensors(path), path);
 }
 
@@ -198,7 +201,7 @@ void save_model(const Model& model, const std::string& path) {
   file.metadata = model.metadata;
   file.metadata["format"] = kFormat;
   file.metadata["arch"] = model.arch;
-  file.metadata["preprocess"] = preprocess_json(model.preprocess).dump();
+  file.metadata["preprocess"] = preprocess_to_json(model.preprocess);
   file.metadata["classes"] = nlohmann::json(model.classes).dump();
   for (const ParamArena::View& v : model.params.views()) {
     const float* p = model.params.get(v.name);
@@ -214,12 +217,15 @@ std::string model_fingerprint(const Model& model) {
     auto it = model.metadata.find(key);
     h.text(it == model.metadata.end() ? std::string() : it->second);
   }
+  // Node names and op kinds do not say what a written-out graph computes (a pad's sizes,
+  // a slice's strides); its text does. Native archs are hashed as before.
+  if (model.arch == "graph") h.text(model.metadata.at("graph"));
   for (const Node& n : model.graph.nodes()) {
     h.text(n.name);
     h.text(op_name(n.op));
     h.shape(n.shape);
   }
-  h.text(preprocess_json(model.preprocess).dump());
+  h.text(preprocess_to_json(model.preprocess));
   for (const std::string& c : model.classes) h.text(c);
   for (const ParamArena::View& v : model.params.views()) {
     h.text(v.name);

@@ -52,5 +52,6 @@ int cmd_evaluate(const std::vector<std::string>& words);
 int cmd_train_detector(const std::vector<std::string>& words);
 int cmd_detect(const std::vector<std::string>& words);
 int cmd_run(const std::vector<std::string>& words);
+int cmd_import_onnx(const std::vector<std::string>& words);
 
 }  // namespace veto::cli

@@ -31,6 +31,7 @@ const char* kUsage =
     "  evaluate    every error-detection signal and detector on a features file (metrics, report)\n"
     "  train-detector  train one error detector on a features file and save it\n"
     "  detect      per input: prediction, detector score, accept or cancel\n"
+    "  import-onnx  an ONNX CNN classifier as a veto model file (--model X.onnx also works directly)\n"
     "\n"
     "`veto COMMAND --help` documents each command's options. Started by mpirun or srun, attribute,\n"
     "detect, features, lcr and mutants build run as one job over the MPI ranks (README: MPI).\n";
@@ -46,7 +47,7 @@ const std::map<std::string, Command> kCommands = {
     {"attribute", veto::cli::cmd_attribute}, {"mutants", veto::cli::cmd_mutants},
     {"lcr", veto::cli::cmd_lcr},           {"features", veto::cli::cmd_features},
     {"evaluate", veto::cli::cmd_evaluate}, {"train-detector", veto::cli::cmd_train_detector},
-    {"detect", veto::cli::cmd_detect}};
+    {"detect", veto::cli::cmd_detect},     {"import-onnx", veto::cli::cmd_import_onnx}};
 
 int dispatch(const std::string& command, const std::vector<std::string>& words) {
   const auto it = kCommands.find(command);
