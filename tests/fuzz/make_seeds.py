@@ -109,6 +109,32 @@ put("model", "bad-preprocess", safetensors([], model_meta("resnet20", dict(CIFAR
 put("model", "bad-classes", safetensors([], dict(model_meta("resnet20"), classes='{"a":1}')))
 put("model", "bad-arch", safetensors([], model_meta("resnet1202")))
 
+# A written-out graph (arch "graph", as `veto import-onnx` makes): conv, clip, slice, pad,
+# pools and a dense head, with every tensor it needs.
+def graph_node(name, op, inputs, **params):
+    return {"name": name, "op": op, "inputs": inputs, "params": params}
+
+
+GRAPH = {"nodes": [
+    graph_node("x", "input", [], sample_shape=[3, 32, 32]),
+    graph_node("conv", "conv2d", ["x"], in_channels=3, out_channels=2, kernel_h=3, kernel_w=3, stride_h=2,
+               stride_w=2, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1, has_bias=True),
+    graph_node("clip", "clip", ["conv"], min=0, max="inf"),
+    graph_node("slice", "slice", ["clip"], start=[0, 0, 0], step=[1, 2, 2], size=[2, 8, 8]),
+    graph_node("pad", "pad", ["slice"], before=[1, 0, 0], after=[1, 1, 1], value=0.5),
+    graph_node("pool", "max_pool", ["pad"], kernel_h=3, kernel_w=3, stride_h=2, stride_w=2, pad_top=1,
+               pad_left=1, pad_bottom=1, pad_right=1),
+    graph_node("gap", "global_avg_pool", ["pool"]),
+    graph_node("fc", "dense", ["gap"], in_features=4, out_features=10, has_bias=False)],
+    "blocks": ["pool"]}
+put("model", "graph-small", safetensors(
+    [("conv.weight", "F32", (2, 3, 3, 3), f32(np.linspace(-1, 1, 54))), ("conv.bias", "F32", (2,), f32([0.1, -0.1])),
+     ("fc.weight", "F32", (10, 4), f32(np.linspace(-1, 1, 40)))],
+    model_meta("graph", graph=json.dumps(GRAPH))))
+put("model", "graph-bad-input", safetensors([], model_meta("graph", graph=json.dumps(
+    {"nodes": [graph_node("x", "input", [], sample_shape=[3, 16, 16])]}))))
+
+
 # ---- npy -------------------------------------------------------------------------------
 def npy(array, version=(1, 0)):
     out = io.BytesIO()
@@ -289,3 +315,93 @@ for i, line in enumerate([
         "--limit 9223372036854775808 --alpha nan",
 ]):
     put("args", "line-%02d" % i, line + "\n")
+
+
+# ---- ONNX models (fuzz_onnx imports them; protobuf written by hand: no onnx package needed)
+def pb_varint(v):
+    v &= (1 << 64) - 1
+    out = b""
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out += bytes([b | (0x80 if v else 0)])
+        if not v:
+            return out
+
+
+def pb(field, value):
+    """One field: an int (varint), a float (fixed32), or bytes/str/list of fields (length-delimited)."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return pb_varint(field << 3) + pb_varint(value)
+    if isinstance(value, float):
+        return pb_varint(field << 3 | 5) + struct.pack("<f", value)
+    if isinstance(value, list):
+        value = b"".join(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return pb_varint(field << 3 | 2) + pb_varint(len(value)) + value
+
+
+def onnx_attr(name, value):
+    if isinstance(value, str):
+        return pb(1, name) + pb(4, value) + pb(20, 3)
+    if isinstance(value, float):
+        return pb(1, name) + pb(2, value) + pb(20, 1)
+    if isinstance(value, list):
+        return pb(1, name) + b"".join(pb(8, v) for v in value) + pb(20, 7)
+    return pb(1, name) + pb(3, value) + pb(20, 2)
+
+
+def onnx_node(op, inputs, outputs, **attrs):
+    return pb(1, [pb(1, i) for i in inputs] + [pb(2, o) for o in outputs] + [pb(3, op + "_" + outputs[0]), pb(4, op)]
+              + [pb(5, onnx_attr(k, v)) for k, v in attrs.items()])
+
+
+def onnx_tensor(name, dims, values, int64=False):
+    raw = np.asarray(values, dtype=np.int64 if int64 else np.float32).tobytes()
+    return b"".join([pb(1, d) for d in dims] + [pb(2, 7 if int64 else 1), pb(8, name), pb(9, raw)])
+
+
+def onnx_model(nodes, initializers=(), dims=("batch", 3, 8, 8), opset=13, props=()):
+    dim = [pb(1, pb(2, d) if isinstance(d, str) else pb(1, d)) for d in dims]
+    tensor_type = pb(1, [pb(1, 1), pb(2, dim)])
+    graph = list(nodes) + [pb(2, "g")] + [pb(5, t) for t in initializers]
+    graph += [pb(11, [pb(1, "x"), pb(2, tensor_type)]), pb(12, pb(1, "y"))]
+    model = pb(1, 8) + pb(8, [pb(1, ""), pb(2, opset)]) + pb(7, graph)
+    return model + b"".join(pb(14, [pb(1, k), pb(2, v)]) for k, v in props)
+
+
+conv_w = onnx_tensor("w", (4, 3, 3, 3), np.linspace(-1, 1, 108))
+head_w = onnx_tensor("fw", (10, 4), np.linspace(-1, 1, 40))
+put("onnx", "conv-gemm", onnx_model([
+    onnx_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+    onnx_node("Clip", ["c", "lo", "hi"], ["r"]),
+    onnx_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+    onnx_node("GlobalAveragePool", ["p"], ["g"]),
+    onnx_node("Flatten", ["g"], ["f"]),
+    onnx_node("Gemm", ["f", "fw"], ["l"], transB=1),
+    onnx_node("Softmax", ["l"], ["y"])],
+    [conv_w, head_w, onnx_tensor("lo", (), [0.0]), onnx_tensor("hi", (), [6.0])],
+    props=[("veto.classes", json.dumps([str(i) for i in range(10)]))]))
+put("onnx", "slice-pad-affine", onnx_model([
+    onnx_node("Gather", ["x", "i0"], ["a"], axis=1),
+    onnx_node("Unsqueeze", ["a", "ax"], ["b"]),
+    onnx_node("Mul", ["b", "k"], ["m"]),
+    onnx_node("Add", ["m", "k"], ["n"]),
+    onnx_node("Shape", ["x"], ["s"]),
+    onnx_node("Gather", ["s", "i0"], ["s0"], axis=0),
+    onnx_node("Slice", ["n", "st", "en", "ax23", "steps"], ["sl"]),
+    onnx_node("Pad", ["sl", "pads"], ["pd"], mode="constant"),
+    onnx_node("AveragePool", ["pd"], ["ap"], kernel_shape=[2, 2], count_include_pad=1),
+    onnx_node("Reshape", ["ap", "flat"], ["y"])],
+    [onnx_tensor("i0", (), [0], int64=True), onnx_tensor("ax", (1,), [1], int64=True),
+     onnx_tensor("k", (1,), [0.5]), onnx_tensor("st", (2,), [0, 1], int64=True),
+     onnx_tensor("en", (2,), [2 ** 63 - 1, -1], int64=True), onnx_tensor("ax23", (2,), [2, 3], int64=True),
+     onnx_tensor("steps", (2,), [2, 1], int64=True), onnx_tensor("pads", (8,), [0, 1, 0, 0, 0, 2, 1, 1], int64=True),
+     onnx_tensor("flat", (2,), [0, -1], int64=True)]))
+put("onnx", "unsupported-ops", onnx_model([onnx_node("Erf", ["x"], ["a"]), onnx_node("LSTM", ["a"], ["y"])]))
+put("onnx", "dynamic-height", onnx_model([onnx_node("Relu", ["x"], ["y"])], dims=("batch", 3, "h", 8)))
+put("onnx", "opset-8", onnx_model([onnx_node("Relu", ["x"], ["y"])], opset=8))
+put("onnx", "opset-9-attrs", onnx_model([
+    onnx_node("Pad", ["x"], ["p"], pads=[0, 0, 1, 1, 0, 0, 1, 1], value=0.25),
+    onnx_node("Slice", ["p"], ["s"], starts=[1], ends=[9], axes=[2]),
+    onnx_node("Clip", ["s"], ["y"], min=0.0, max=1.0)], opset=9))

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(safetensors model npy cifar image args mutants detector features)
+[ "${#targets[@]}" -gt 0 ] || targets=(safetensors model npy cifar image args mutants detector features onnx)
 
 if ! command -v clang++-14 >/dev/null 2>&1 || ! ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
   echo "run_fuzz: installing clang-14 and libclang-rt-14-dev"
