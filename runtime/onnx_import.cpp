@@ -21,7 +21,7 @@
 namespace veto {
 namespace {
 
-constexpr int kMinOpset = 9, kMaxOpset = 17;
+constexpr int kMinOpset = 6, kMaxOpset = 17;
 constexpr size_t kMaxOnnxBytes = size_t{2} << 30;  // protobuf's own limit
 
 const std::vector<std::string>& supported_ops() {
@@ -70,10 +70,18 @@ Model import_onnx(const std::string& path, const OnnxImportOptions& options) {
 
 bool onnx_available() { return false; }
 
-SafetensorsFile onnx_to_model_file(const std::string&, const std::string& source, const OnnxImportOptions&) {
+[[noreturn]] void no_onnx(const std::string& source) {
   fail(source, ": this veto was built without ONNX support (install libonnx-dev and libprotobuf-dev, "
                "then rebuild with -DVETO_ONNX=ON)");
 }
+
+SafetensorsFile onnx_to_model_file(const std::string&, const std::string& source, const OnnxImportOptions&) {
+  no_onnx(source);
+}
+Model import_onnx_graph(const std::string&, const std::string& source, const std::map<std::string, std::string>&) {
+  no_onnx(source);
+}
+OnnxTensor read_onnx_tensor(const std::string&, const std::string& source) { no_onnx(source); }
 
 #else
 
@@ -137,7 +145,11 @@ class Importer {
  public:
   Importer(const onnx::ModelProto& model, std::string source) : model_(model), source_(std::move(source)) {}
 
+  // The model file of an image classifier.
   SafetensorsFile run(const OnnxImportOptions& options);
+  // The graph and weights alone (conformance runs): graph inputs after the first bound to
+  // `constants`, any channel count, a trailing Softmax kept.
+  Model run_graph(const std::map<std::string, std::string>& constants);
 
  private:
   // --- errors --------------------------------------------------------------------------
@@ -181,6 +193,10 @@ class Importer {
   }
 
   // --- constants -----------------------------------------------------------------------
+ public:
+  Const constant(const onnx::TensorProto& t, const std::string& what) const { return tensor_const(t, what); }
+
+ private:
   Const tensor_const(const onnx::TensorProto& t, const std::string& what) const;
   bool is_const(const onnx::NodeProto& n, int i) const {
     return i >= n.input_size() || n.input(i).empty() || consts_.count(n.input(i));
@@ -247,6 +263,7 @@ class Importer {
   void lower_slice(const onnx::NodeProto& n);
   void lower_pad(const onnx::NodeProto& n);
   void mark_blocks();
+  std::vector<int64_t> lower_graph(const std::map<std::string, std::string>& constants);
   Preprocess preprocess(const OnnxImportOptions& options, int64_t height, int64_t width) const;
   std::vector<std::string> classes(const OnnxImportOptions& options, int64_t count) const;
   std::string model_prop(const std::string& key) const {
@@ -266,6 +283,7 @@ class Importer {
   std::set<int> affine_nodes_;  // channel_affine nodes made here (a later Mul/Add may merge into them)
   std::string output_;
   int64_t batch_hint_ = -1;  // the input's batch dim when the model fixes it
+  bool classifier_ = true;   // a model file: 3 input channels, logits out
   bool dropped_softmax_ = false;
 };
 
@@ -711,8 +729,16 @@ void Importer::lower_affine(const onnx::NodeProto& n) {
   }
   const int xi = c0 ? 1 : 0;
   const Value& x = value(n, xi);
-  const Const& c = const_input(n, 1 - xi);
+  Const c = const_input(n, 1 - xi);
   const Node& xnode = graph_.node(x.node);
+  if (opset_ < 7 && attr_int(n, "broadcast", 0) != 0) {
+    // Before opset 7 the constant lines up at `axis` (default: the trailing dims); as a
+    // numpy broadcast that is trailing 1s.
+    const int64_t rank = int64_t(x.dims.size()) + 1, crank = int64_t(c.dims.size());
+    const int64_t axis = attr_int(n, "axis", rank - crank);
+    if (axis < 0 || axis + crank > rank) node_fail(n, "legacy broadcast axis ", axis, " does not fit");
+    c.dims.resize(size_t(rank - axis), 1);
+  }
   // Add of a bias vector to a dense layer without one (MatMul + Add): the dense layer's bias.
   if (op == "Add" && x.dims.size() == 1 && std::get_if<DenseOp>(&xnode.op) &&
       !std::get<DenseOp>(xnode.op).has_bias && uses_[n.input(xi)] == 1 && int64_t(c.v.size()) == x.dims[0]) {
@@ -908,6 +934,7 @@ void Importer::lower(const onnx::NodeProto& n) {
   if (op == "BatchNormalization") {
     const Value& x = image_value(n, 0);
     if (attr_int(n, "training_mode", 0) != 0) node_fail(n, "training_mode is not supported");
+    if (attr_int(n, "spatial", 1) != 1) node_fail(n, "spatial = 0 (per-position statistics) is not supported");
     BatchNormOp b{x.dims[0], attr_float(n, "epsilon", 1e-5f)};
     const int node = add_node(n, b, {x.node});
     const char* names[] = {".weight", ".bias", ".running_mean", ".running_var"};
@@ -969,7 +996,7 @@ void Importer::lower(const onnx::NodeProto& n) {
     const int64_t axis = attr_int(n, "axis", opset_ >= 13 ? -1 : 1);
     if (x.dims.size() != 1 || (axis != 1 && axis != -1))
       node_fail(n, "only a softmax over the classes of (N, K) is supported");
-    if (n.output(0) == output_) {  // veto works on logits; it takes the softmax itself
+    if (classifier_ && n.output(0) == output_) {  // veto works on logits; it takes the softmax itself
       dropped_softmax_ = true;
       values_[n.output(0)] = x;
       return;
@@ -1056,7 +1083,9 @@ std::vector<std::string> Importer::classes(const OnnxImportOptions& options, int
   return names;
 }
 
-SafetensorsFile Importer::run(const OnnxImportOptions& options) {
+// Checks the model and lowers its graph into graph_ (params_ the weights); returns the
+// input's (C, H, W).
+std::vector<int64_t> Importer::lower_graph(const std::map<std::string, std::string>& constants) {
   for (const auto& o : model_.opset_import())
     if (o.domain().empty() || o.domain() == "ai.onnx") opset_ = int(o.version());
   VETO_CHECK(opset_ >= kMinOpset && opset_ <= kMaxOpset, source_, ": opset ", opset_,
@@ -1078,6 +1107,11 @@ SafetensorsFile Importer::run(const OnnxImportOptions& options) {
              unsupported_count == 1 ? "" : "s", ": ", unsupported, unsupported_count > 20 ? ", ..." : "");
 
   for (const auto& t : g.initializer()) consts_[t.name()] = tensor_const(t, t.name());
+  for (const auto& [name, bytes] : constants) {
+    onnx::TensorProto t;
+    VETO_CHECK(t.ParseFromString(bytes), source_, ": constant input '", name, "' is not a TensorProto");
+    consts_[name] = tensor_const(t, name);
+  }
   std::vector<const onnx::ValueInfoProto*> inputs;
   for (const auto& in : g.input())
     if (!consts_.count(in.name())) inputs.push_back(&in);
@@ -1090,20 +1124,22 @@ SafetensorsFile Importer::run(const OnnxImportOptions& options) {
   VETO_CHECK(in.type().has_tensor_type() && in.type().tensor_type().elem_type() == onnx::TensorProto::FLOAT, source_,
              ": input '", in.name(), "' must be a float tensor");
   const auto& shape = in.type().tensor_type().shape();
-  VETO_CHECK(shape.dim_size() == 4, source_, ": input '", in.name(), "' has rank ", shape.dim_size(),
-             "; veto needs (N, 3, H, W)");
+  // Image classifiers take (N, 3, H, W); conformance graphs also (N, K) and (N, C, L).
+  VETO_CHECK(shape.dim_size() == 4 || (!classifier_ && shape.dim_size() >= 2 && shape.dim_size() <= 4), source_,
+             ": input '", in.name(), "' has rank ", shape.dim_size(), "; veto needs (N, 3, H, W)");
   std::vector<int64_t> chw;
-  for (int i = 1; i < 4; ++i) {
+  for (int i = 1; i < shape.dim_size(); ++i) {
     const auto& d = shape.dim(i);
     VETO_CHECK(d.has_dim_value() && d.dim_value() > 0, source_, ": input '", in.name(), "' dimension ", i,
                " is dynamic ('", d.dim_param(), "'); only the batch dimension may be");
     chw.push_back(d.dim_value());
   }
-  VETO_CHECK(chw[0] == 3 && chw[1] <= 4096 && chw[2] <= 4096, source_, ": input '", in.name(), "' is ",
-             dims_str(chw), "; veto needs 3 channels and at most 4096x4096");
+  VETO_CHECK((chw[0] == 3 || !classifier_) &&
+                 std::all_of(chw.begin(), chw.end(), [](int64_t d) { return d <= 4096; }),
+             source_, ": input '", in.name(), "' is ", dims_str(chw), "; veto needs 3 channels and at most 4096x4096");
   VETO_CHECK(!in.name().empty(), source_, ": the input has no name");
   batch_hint_ = shape.dim(0).has_dim_value() ? shape.dim(0).dim_value() : -1;
-  graph_.add(in.name(), InputOp{Shape{chw[0], chw[1], chw[2]}});
+  graph_.add(in.name(), InputOp{Shape(chw)});
   values_[in.name()] = Value{0, chw};
 
   for (const auto& n : g.node())
@@ -1125,6 +1161,27 @@ SafetensorsFile Importer::run(const OnnxImportOptions& options) {
   VETO_CHECK(it->second.node == graph_.output(), source_, ": output '", output_,
              "' is not the last computed node (veto runs graphs that end in their output)");
   VETO_CHECK(it->second.node > 0, source_, ": the output is the input itself");
+  return chw;
+}
+
+Model Importer::run_graph(const std::map<std::string, std::string>& constants) {
+  classifier_ = false;
+  lower_graph(constants);
+  Model m;
+  m.arch = "graph";
+  m.source = source_;
+  m.graph = std::move(graph_);
+  m.params = ParamArena(m.graph.param_specs());
+  for (const ParamArena::View& v : m.params.views()) {
+    const std::vector<float>& values = params_.at(v.name);
+    VETO_CHECK(int64_t(values.size()) == v.shape.numel(), source_, ": internal: parameter '", v.name, "' size");
+    std::copy(values.begin(), values.end(), m.params.get(v.name));
+  }
+  return m;
+}
+
+SafetensorsFile Importer::run(const OnnxImportOptions& options) {
+  const std::vector<int64_t> chw = lower_graph({});
   mark_blocks();
 
   Model m;
@@ -1160,6 +1217,23 @@ SafetensorsFile onnx_to_model_file(const std::string& bytes, const std::string& 
   VETO_CHECK(model.ParseFromString(bytes), source, ": not an ONNX model (protobuf parse failed; truncated?)");
   VETO_CHECK(model.has_graph() && model.graph().node_size() > 0, source, ": not an ONNX model (it has no graph)");
   return Importer(model, source).run(options);
+}
+
+Model import_onnx_graph(const std::string& bytes, const std::string& source,
+                        const std::map<std::string, std::string>& constant_inputs) {
+  onnx::ModelProto model;
+  VETO_CHECK(bytes.size() < kMaxOnnxBytes && model.ParseFromString(bytes), source, ": not an ONNX model");
+  VETO_CHECK(model.has_graph() && model.graph().node_size() > 0, source, ": not an ONNX model (it has no graph)");
+  return Importer(model, source).run_graph(constant_inputs);
+}
+
+OnnxTensor read_onnx_tensor(const std::string& bytes, const std::string& source) {
+  onnx::TensorProto t;
+  VETO_CHECK(bytes.size() < kMaxOnnxBytes && t.ParseFromString(bytes), source, ": not an ONNX TensorProto");
+  onnx::ModelProto empty;
+  Importer importer(empty, source);
+  const Const c = importer.constant(t, t.name());
+  return OnnxTensor{t.name(), c.dims, std::vector<float>(c.v.begin(), c.v.end()), !c.is_int};
 }
 
 #endif

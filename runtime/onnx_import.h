@@ -6,6 +6,7 @@
 // protobuf classes (libonnx). See README §"Models from ONNX" for the supported ops.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,12 +26,28 @@ struct OnnxImportOptions {
 };
 
 // The veto model file for an ONNX model's bytes; `source` names it in errors. Throws
-// veto::Error with one line naming the problem: not ONNX, an opset outside [9, 17], every
+// veto::Error with one line naming the problem: not ONNX, an opset outside [6, 17], every
 // unsupported node with its op type, a dynamic dimension other than the batch, ...
 SafetensorsFile onnx_to_model_file(const std::string& bytes, const std::string& source,
                                    const OnnxImportOptions& options = {});
 // Reads and imports `path` (what `--model MODEL.onnx` does).
 Model import_onnx(const std::string& path, const OnnxImportOptions& options = {});
+
+// For conformance runs (tests/onnx_conformance.cpp): the graph and weights of any model
+// the importer can lower, without the image-classifier checks (any channel count; a final
+// Softmax kept). Graph inputs after the first are bound to `constant_inputs` (name ->
+// serialized TensorProto: the test case's input_1.pb, ...).
+Model import_onnx_graph(const std::string& bytes, const std::string& source,
+                        const std::map<std::string, std::string>& constant_inputs);
+
+// A serialized TensorProto (a test case's input_*.pb / output_*.pb) as floats.
+struct OnnxTensor {
+  std::string name;
+  std::vector<int64_t> dims;
+  std::vector<float> values;
+  bool is_float = true;
+};
+OnnxTensor read_onnx_tensor(const std::string& bytes, const std::string& source);
 
 // Whether this build can read ONNX (it links libonnx; CMake -DVETO_ONNX).
 bool onnx_available();

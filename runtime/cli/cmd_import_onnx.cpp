@@ -24,7 +24,7 @@ int cmd_import_onnx(const std::vector<std::string>& words) {
               "class names, one per line (default: metadata_props 'veto.classes', else 0, 1, ...)"}});
   if (!args.parse(options)) {
     std::cout << args.help("MODEL.onnx OUT.safetensors [--preprocess PRESET|JSON] [--classes FILE]",
-                           "Lowers an ONNX CNN classifier (opsets 9-17) onto veto's ops and writes a veto model\n"
+                           "Lowers an ONNX CNN classifier (opsets 6-17) onto veto's ops and writes a veto model\n"
                            "file (arch 'graph'). Layer names are the ONNX node output names (veto info lists them).");
     return 0;
   }
