@@ -40,7 +40,7 @@ class ReferenceConv2d : public Conv2dKernel {
       : op_(op), input_(input), output_(infer_shape(op, {input}, "conv2d")), fusion_(fusion) {}
 
   void set_weights(const float* weight, const float* bias) override {
-    weight_.assign(weight, weight + op_.out_channels * op_.in_channels * op_.kernel_h * op_.kernel_w);
+    weight_.assign(weight, weight + op_.out_channels * (op_.in_channels / op_.groups) * op_.kernel_h * op_.kernel_w);
     bias_.assign(op_.out_channels, 0.0f);
     if (bias) bias_.assign(bias, bias + op_.out_channels);
   }

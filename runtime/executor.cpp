@@ -35,7 +35,7 @@ void fold_conv_batch_norm(const Model& m, int conv, int bn, std::vector<float>& 
   const Node& cn = m.graph.node(conv);
   const auto& op = std::get<Conv2dOp>(cn.op);
   const float* cw = m.params.get(cn.name + ".weight");
-  const int64_t per_filter = op.in_channels * op.kernel_h * op.kernel_w;
+  const int64_t per_filter = (op.in_channels / op.groups) * op.kernel_h * op.kernel_w;  // a filter sees one group
   w.assign(cw, cw + op.out_channels * per_filter);
   b.assign(static_cast<size_t>(op.out_channels), 0.0f);
   if (op.has_bias) {

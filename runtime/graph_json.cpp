@@ -108,6 +108,7 @@ Json params_json(const OpParams& op) {
                         [&](const Conv2dOp& p) {
                           j["in_channels"] = p.in_channels, j["out_channels"] = p.out_channels;
                           window_to_json(p, j);
+                          j["dilation_h"] = p.dilation_h, j["dilation_w"] = p.dilation_w, j["groups"] = p.groups;
                           j["has_bias"] = p.has_bias;
                         },
                         [&](const BatchNormOp& p) { j["channels"] = p.channels, j["eps"] = p.eps; },
@@ -145,6 +146,8 @@ OpParams params_from_json(const std::string& op, const Fields& f, const std::str
     Conv2dOp p;
     p.in_channels = f.integer("in_channels", 1, 65536), p.out_channels = f.integer("out_channels", 1, 65536);
     window_from_json(f, p);
+    p.dilation_h = f.integer("dilation_h", 1, 1024), p.dilation_w = f.integer("dilation_w", 1, 1024);
+    p.groups = f.integer("groups", 1, 65536);
     p.has_bias = f.boolean("has_bias");
     return p;
   }

@@ -39,7 +39,7 @@ namespace {
 
 const Conv2dOp* conv_of(const Node& n) { return std::get_if<Conv2dOp>(&n.op); }
 
-int64_t filter_size(const Conv2dOp& c) { return c.in_channels * c.kernel_h * c.kernel_w; }
+int64_t filter_size(const Conv2dOp& c) { return c.in_channels / c.groups * c.kernel_h * c.kernel_w; }
 
 }  // namespace
 

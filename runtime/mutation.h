@@ -25,7 +25,7 @@ MutationOperator parse_mutation_operator(const std::string& name);  // nai|gf|ws
 std::string mutation_operator_name(MutationOperator op);            // "nai", ...
 
 // One changed filter: the new values of filter `filter` of conv layer `layer`
-// (in_channels * kernel_h * kernel_w floats, OIHW order).
+// (in_channels / groups * kernel_h * kernel_w floats, OIHW order).
 struct FilterEdit {
   std::string layer;
   int64_t filter = 0;

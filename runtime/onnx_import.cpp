@@ -114,6 +114,7 @@ struct Value {
 };
 
 int64_t to_int(double d) {
+  VETO_CHECK(!std::isnan(d), "NaN where an integer is needed");
   if (d >= 9.2e18) return std::numeric_limits<int64_t>::max();
   if (d <= -9.2e18) return std::numeric_limits<int64_t>::min();
   return static_cast<int64_t>(d);
@@ -624,11 +625,13 @@ void Importer::lower_conv(const onnx::NodeProto& n) {
   const Const& w = const_input(n, 1);
   if (w.dims.size() != 4) node_fail(n, "expects a 4-D weight, got ", dims_str(w.dims));
   const int64_t group = attr_int(n, "group", 1);
-  if (group != 1) node_fail(n, "group ", group, ": grouped and depthwise convolutions are not supported yet");
-  for (int64_t d : attr_ints(n, "dilations", {1, 1}))
-    if (d != 1) node_fail(n, "dilations other than 1 are not supported yet");
+  const std::vector<int64_t> dilations = attr_ints(n, "dilations", {1, 1});
+  if (group < 1 || group > 65536) node_fail(n, "group ", group, " is out of range");
+  if (dilations.size() != 2 || dilations[0] < 1 || dilations[1] < 1 || dilations[0] > 1024 || dilations[1] > 1024)
+    node_fail(n, "needs 2 dilations in [1, 1024]");
   Conv2dOp c;
-  c.out_channels = w.dims[0], c.in_channels = w.dims[1], c.kernel_h = w.dims[2], c.kernel_w = w.dims[3];
+  c.out_channels = w.dims[0], c.in_channels = w.dims[1] * group, c.kernel_h = w.dims[2], c.kernel_w = w.dims[3];
+  c.groups = group, c.dilation_h = dilations[0], c.dilation_w = dilations[1];
   if (c.out_channels < 1) node_fail(n, "has no filters");
   const std::vector<int64_t> kernel = attr_ints(n, "kernel_shape", {c.kernel_h, c.kernel_w});
   if (kernel != std::vector<int64_t>{c.kernel_h, c.kernel_w})
@@ -647,8 +650,8 @@ void Importer::lower_conv(const onnx::NodeProto& n) {
       before = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
       after = total - before;
     };
-    same(x.dims[1], c.kernel_h, c.stride_h, c.pad_top, c.pad_bottom);
-    same(x.dims[2], c.kernel_w, c.stride_w, c.pad_left, c.pad_right);
+    same(x.dims[1], (c.kernel_h - 1) * c.dilation_h + 1, c.stride_h, c.pad_top, c.pad_bottom);
+    same(x.dims[2], (c.kernel_w - 1) * c.dilation_w + 1, c.stride_w, c.pad_left, c.pad_right);
   } else if (auto_pad != "VALID") {
     node_fail(n, "unknown auto_pad '", auto_pad, "'");
   }

@@ -63,9 +63,16 @@ Shape infer_shape(const OpParams& op, const std::vector<Shape>& in, const std::s
             expect_rank(in[0], 4, node, "conv2d");
             VETO_CHECK(in[0][1] == p.in_channels, "node '", node, "' (conv2d): expects ", p.in_channels,
                        " input channels, got input ", in[0].str());
+            VETO_CHECK(p.groups >= 1 && p.in_channels % p.groups == 0 && p.out_channels % p.groups == 0, "node '",
+                       node, "' (conv2d): ", p.groups, " groups do not divide ", p.in_channels, " input and ",
+                       p.out_channels, " output channels");
+            VETO_CHECK(p.dilation_h >= 1 && p.dilation_w >= 1 && p.dilation_h <= 1024 && p.dilation_w <= 1024,
+                       "node '", node, "' (conv2d): dilations must be in [1, 1024]");
             return Shape{in[0][0], p.out_channels,
-                         window_out(in[0][2], p.pad_top, p.pad_bottom, p.kernel_h, p.stride_h, node),
-                         window_out(in[0][3], p.pad_left, p.pad_right, p.kernel_w, p.stride_w, node)};
+                         window_out(in[0][2], p.pad_top, p.pad_bottom, (p.kernel_h - 1) * p.dilation_h + 1,
+                                    p.stride_h, node),
+                         window_out(in[0][3], p.pad_left, p.pad_right, (p.kernel_w - 1) * p.dilation_w + 1,
+                                    p.stride_w, node)};
           },
           [&](const BatchNormOp& p) {
             expect_rank(in[0], 4, node, "batch_norm");
@@ -166,7 +173,7 @@ Shape infer_shape(const OpParams& op, const std::vector<Shape>& in, const std::s
 std::vector<ParamSpec> param_specs(const OpParams& op, const std::string& node) {
   std::vector<ParamSpec> specs;
   if (const auto* c = std::get_if<Conv2dOp>(&op)) {
-    specs.push_back({node + ".weight", Shape{c->out_channels, c->in_channels, c->kernel_h, c->kernel_w}});
+    specs.push_back({node + ".weight", Shape{c->out_channels, c->in_channels / c->groups, c->kernel_h, c->kernel_w}});
     if (c->has_bias) specs.push_back({node + ".bias", Shape{c->out_channels}});
   } else if (const auto* b = std::get_if<BatchNormOp>(&op)) {
     for (const char* s : {".weight", ".bias", ".running_mean", ".running_var"})
@@ -180,7 +187,8 @@ std::vector<ParamSpec> param_specs(const OpParams& op, const std::string& node) 
 
 int64_t op_macs(const OpParams& op, const Shape& out) {
   const int64_t per_sample = out.numel() / out[0];
-  if (const auto* c = std::get_if<Conv2dOp>(&op)) return per_sample * c->in_channels * c->kernel_h * c->kernel_w;
+  if (const auto* c = std::get_if<Conv2dOp>(&op))
+    return per_sample * (c->in_channels / c->groups) * c->kernel_h * c->kernel_w;
   if (const auto* d = std::get_if<DenseOp>(&op)) return per_sample * d->in_features;
   return 0;
 }

@@ -14,14 +14,20 @@ struct InputOp {
   Shape sample_shape;  // (C,H,W), without the batch dimension
 };
 
-// 2-D convolution, OIHW weights. Padding may be asymmetric: TensorFlow's "same" padding
-// with stride 2 pads only after (bottom/right) when the total is odd.
+// 2-D convolution, OIHW weights of shape (out_channels, in_channels / groups, kh, kw).
+// Padding may be asymmetric: TensorFlow's "same" padding with stride 2 pads only after
+// (bottom/right) when the total is odd. Dilation d spreads the kernel taps d cells apart
+// (the window spans (k - 1) * d + 1 cells). With G groups, output channel o reads only the
+// input channels of its group [g * in/G, (g + 1) * in/G), g = o / (out/G); depthwise is
+// G = in_channels.
 struct Conv2dOp {
   int64_t in_channels = 0, out_channels = 0;
   int64_t kernel_h = 1, kernel_w = 1;
   int64_t stride_h = 1, stride_w = 1;
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
   bool has_bias = false;
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;
 };
 
 // Inference batch norm: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.

@@ -111,6 +111,13 @@ Conv2dOp conv(int64_t in, int64_t out, int64_t kh, int64_t kw, int64_t sh, int64
   return op;
 }
 
+Conv2dOp grouped(Conv2dOp op, int64_t groups, int64_t dilation_h = 1, int64_t dilation_w = 1) {
+  op.groups = groups;
+  op.dilation_h = dilation_h;
+  op.dilation_w = dilation_w;
+  return op;
+}
+
 TEST(BackwardFiniteDifference, Conv2d) {
   struct Case {
     std::string name;
@@ -127,12 +134,20 @@ TEST(BackwardFiniteDifference, Conv2d) {
       {"3x3 stride 2 valid on 9x9", conv(2, 3, 3, 3, 2, 2, 0, 0, 0, 0), {2, 2, 9, 9}},
       {"1x1 stride 2 projection", conv(4, 3, 1, 1, 2, 2, 0, 0, 0, 0), {2, 4, 6, 6}},
       {"stride 2x1", conv(2, 2, 3, 3, 2, 1, 1, 1, 1, 1), {1, 2, 6, 5}},
+      {"2 groups 3x3 pad 1", grouped(conv(4, 6, 3, 3, 1, 1, 1, 1, 1, 1), 2), {2, 4, 6, 7}},
+      {"depthwise 3x3 stride 2", grouped(conv(3, 3, 3, 3, 2, 2, 1, 1, 1, 1), 3), {1, 3, 7, 8}},
+      {"depthwise multiplier 2", grouped(conv(2, 4, 3, 3, 1, 1, 1, 1, 1, 1), 2), {1, 2, 5, 6}},
+      {"dilation 2 pad 2", grouped(conv(2, 3, 3, 3, 1, 1, 2, 2, 2, 2), 1, 2, 2), {1, 2, 7, 8}},
+      {"dilation (2,3) stride 2 pads t1 l0 b2 r1", grouped(conv(2, 3, 3, 3, 2, 2, 1, 0, 2, 1), 1, 2, 3),
+       {1, 2, 9, 10}},
+      {"2 groups dilation 2 stride 2", grouped(conv(4, 2, 3, 3, 2, 2, 2, 2, 2, 2), 2, 2, 2), {2, 4, 8, 8}},
   };
   uint32_t seed = 1;
   for (const Case& c : cases) {
     const Shape out = infer_shape(OpParams(c.op), {c.input}, c.name);
     seed += 4;
-    const Vec w = random_doubles(c.op.out_channels * c.op.in_channels * c.op.kernel_h * c.op.kernel_w, seed);
+    const Vec w = random_doubles(c.op.out_channels * (c.op.in_channels / c.op.groups) * c.op.kernel_h * c.op.kernel_w,
+                                 seed);
     const Vec bias = random_doubles(c.op.out_channels, seed + 1);
     const int64_t n = c.input[0], h = c.input[2], wd = c.input[3];
     check_gradient(
@@ -160,6 +175,19 @@ TEST(BackwardFiniteDifference, Conv2dUnreadInputsGetZero) {
   }
   EXPECT_EQ(dx[0], 1.0);           // read by output (0,0) only
   EXPECT_EQ(dx[2 * 10 + 2], 4.0);  // shared by four windows
+}
+
+// Dilation 2 reads every other cell: a 2x2 kernel with stride 3 on 5x5 reads (0,0), (0,2),
+// (2,0), (2,2) only; (1,1), inside the window's span, gets exactly 0.
+TEST(BackwardFiniteDifference, Conv2dDilatedTapsSkipCells) {
+  const Conv2dOp op = grouped(conv(1, 1, 2, 2, 3, 3, 0, 0, 0, 0), 1, 2, 2);
+  ASSERT_EQ(infer_shape(OpParams(op), {Shape{1, 1, 5, 5}}, "conv"), (Shape{1, 1, 1, 1}));
+  const Vec w{1, 2, 3, 4}, dy{1};
+  Vec dx(25, std::numeric_limits<double>::quiet_NaN());
+  reference::conv2d_backward_data<double>(op, 1, 5, 5, dy.data(), w.data(), 1, 1, dx.data());
+  Vec want(25, 0.0);
+  want[0] = 1, want[2] = 2, want[10] = 3, want[12] = 4;
+  EXPECT_EQ(dx, want);
 }
 
 TEST(BackwardFiniteDifference, BatchNorm) {

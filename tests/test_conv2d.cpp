@@ -2,9 +2,11 @@
 // (kernels/reference/conv2d.h, run in double) on shapes from the real models, batch > 1:
 // ResNet-20 CIFAR, a 1x1 stride-2 projection, TensorFlow "same" asymmetric padding and
 // InceptionV3-like 1x7 / 7x1 / stride-2 valid / 5x5 layers with channels that are not
-// multiples of the 8-wide blocks oneDNN uses. Every fusion, with and without bias.
+// multiples of the 8-wide blocks oneDNN uses, grouped, depthwise and dilated convolutions
+// (MobileNet / DeepLab kinds). Every fusion, with and without bias.
 // backward_data the same way against the reference transposed convolution, overwriting
-// (dx pre-filled with NaN) and accumulating (dx pre-filled with known values).
+// (dx pre-filled with NaN) and accumulating (dx pre-filled with known values). The reference
+// itself is pinned for groups and dilation by hand-computed values.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -44,6 +46,18 @@ Conv2dOp conv(int64_t in, int64_t out, int64_t kh, int64_t kw, int64_t stride, i
   op.pad_bottom = pb;
   op.pad_right = pr;
   return op;
+}
+
+// The same convolution with groups and dilation.
+Conv2dOp grouped(Conv2dOp op, int64_t groups, int64_t dilation_h = 1, int64_t dilation_w = 1) {
+  op.groups = groups;
+  op.dilation_h = dilation_h;
+  op.dilation_w = dilation_w;
+  return op;
+}
+
+int64_t weight_count(const Conv2dOp& op) {
+  return op.out_channels * (op.in_channels / op.groups) * op.kernel_h * op.kernel_w;
 }
 
 std::vector<float> random(int64_t n, uint32_t seed) {
@@ -141,11 +155,66 @@ std::vector<ConvCase> chunked_cases() {
       {"16->35 3x3 batch 21 on 33x33", conv(16, 35, 3, 3, 1, 1, 1, 1, 1), {21, 16, 33, 33}, {21, 35, 33, 33}},
   };}
 
+std::vector<ConvCase> grouped_cases() {
+  return {
+      {"G=2 16->32 3x3", grouped(conv(16, 32, 3, 3, 1, 1, 1, 1, 1), 2), {3, 16, 16, 16}, {3, 32, 16, 16}},
+      {"G=4 12->20 3x3 s2", grouped(conv(12, 20, 3, 3, 2, 1, 1, 1, 1), 4), {2, 12, 15, 15}, {2, 20, 8, 8}},
+      {"G=4 8->8 1x1", grouped(conv(8, 8, 1, 1, 1, 0, 0, 0, 0), 4), {2, 8, 7, 7}, {2, 8, 7, 7}},
+      {"depthwise 16 3x3", grouped(conv(16, 16, 3, 3, 1, 1, 1, 1, 1), 16), {3, 16, 16, 16}, {3, 16, 16, 16}},
+      {"depthwise 35 3x3 (not a multiple of 8)", grouped(conv(35, 35, 3, 3, 1, 1, 1, 1, 1), 35), {2, 35, 9, 9},
+       {2, 35, 9, 9}},
+      {"depthwise x2 8->16 tf-same s2", grouped(conv(8, 16, 3, 3, 2, 0, 0, 1, 1), 8), {2, 8, 16, 16},
+       {2, 16, 8, 8}},
+      {"depthwise 32 batch 37 (chunked)", grouped(conv(32, 32, 3, 3, 1, 1, 1, 1, 1), 32), {37, 32, 32, 32},
+       {37, 32, 32, 32}},
+  };}
+
+std::vector<ConvCase> dilated_cases() {
+  return {
+      {"d=2 3x3 pad 2 8->12", grouped(conv(8, 12, 3, 3, 1, 2, 2, 2, 2), 1, 2, 2), {2, 8, 13, 13}, {2, 12, 13, 13}},
+      {"d=3 3x3 valid 5->7", grouped(conv(5, 7, 3, 3, 1, 0, 0, 0, 0), 1, 3, 3), {2, 5, 14, 12}, {2, 7, 8, 6}},
+      {"dh=2 dw=3 3x3 pad (2,3) 6->10", grouped(conv(6, 10, 3, 3, 1, 2, 3, 2, 3), 1, 2, 3), {2, 6, 11, 10},
+       {2, 10, 11, 10}},
+      {"d=2 s2 pads t1 l0 b2 r1 8->8", grouped(conv(8, 8, 3, 3, 2, 1, 0, 2, 1), 1, 2, 2), {2, 8, 15, 14},
+       {2, 8, 7, 6}},
+      {"depthwise d=2 s2 pads t1 l1 b2 r2", grouped(conv(16, 16, 3, 3, 2, 1, 1, 2, 2), 16, 2, 2), {2, 16, 16, 16},
+       {2, 16, 8, 8}},
+      {"G=2 1x3 dw=2 4->6", grouped(conv(4, 6, 1, 3, 1, 0, 2, 0, 2), 2, 1, 2), {2, 4, 7, 9}, {2, 6, 7, 9}},
+  };}
+
+// The spec itself for groups and dilation, by hand: which input channels and cells each
+// output reads.
+TEST(Conv2dReference, GroupsAndDilationByHand) {
+  // 1x1, ones: each output sums its group's channels (dense would give 1+2+3+4 = 10).
+  const std::vector<float> x{1, 2, 3, 4}, ones(4, 1.0f);
+  std::vector<float> y(2);
+  reference::conv2d_forward<float>(grouped(conv(4, 2, 1, 1, 1, 0, 0, 0, 0), 2), 1, 1, 1, x.data(), ones.data(),
+                                   nullptr, 1, 1, y.data());
+  EXPECT_EQ(y, (std::vector<float>{1 + 2, 3 + 4}));
+
+  // Depthwise with multiplier 2: outputs 0, 1 read channel 0; outputs 2, 3 read channel 1.
+  const std::vector<float> w{1, 2, 3, 4};
+  y.assign(4, 0.0f);
+  reference::conv2d_forward<float>(grouped(conv(2, 4, 1, 1, 1, 0, 0, 0, 0), 2), 1, 1, 1, x.data(), w.data(),
+                                   nullptr, 1, 1, y.data());
+  EXPECT_EQ(y, (std::vector<float>{1 * 1, 1 * 2, 2 * 3, 2 * 4}));
+
+  // 2x2 ones with dilation (2, 3) on a 5x5 ramp x[h,w] = 5h + w: taps at rows i, i+2 and
+  // columns j, j+3, so y[i,j] = 4 (5i + j) + (0 + 3 + 10 + 13); a 3x2 output.
+  std::vector<float> ramp(25);
+  for (int i = 0; i < 25; ++i) ramp[static_cast<size_t>(i)] = static_cast<float>(i);
+  const Conv2dOp dilated = grouped(conv(1, 1, 2, 2, 1, 0, 0, 0, 0), 1, 2, 3);
+  ASSERT_EQ(infer_shape(OpParams(dilated), {Shape{1, 1, 5, 5}}, "conv"), (Shape{1, 1, 3, 2}));
+  y.assign(6, 0.0f);
+  reference::conv2d_forward<float>(dilated, 1, 5, 5, ramp.data(), ones.data(), nullptr, 3, 2, y.data());
+  EXPECT_EQ(y, (std::vector<float>{26, 30, 46, 50, 66, 70}));
+}
+
 // Every fusion, with and without bias, against the reference.
 void check_case(const ConvCase& c, uint32_t seed) {
   ASSERT_EQ(c.input.rank(), 4);
   const auto x = random(c.input.numel(), seed);
-  const auto w = random(c.op.out_channels * c.op.in_channels * c.op.kernel_h * c.op.kernel_w, seed + 1);
+  const auto w = random(weight_count(c.op), seed + 1);
   const auto bias = random(c.op.out_channels, seed + 2);
   const auto residual = random(c.expected.numel(), seed + 3);
   for (bool with_bias : {false, true}) {
@@ -196,6 +265,27 @@ TEST(Conv2dCpu, LargeBatchRunsInChunksWithASmallerTail) {
     const std::string impl = cpu::conv2d_implementation(*cpu::make_conv2d(c.op, c.input, {}));
     EXPECT_NE(impl.find(" tail "), std::string::npos) << c.name << " was not split: " << impl;
   }
+}
+
+// Grouped weights go to oneDNN 5-D, (G, O/G, I/G, kh, kw); the depthwise batch of 37 also
+// runs in chunks with a smaller tail.
+TEST(Conv2dCpu, GroupedAndDepthwiseMatchReference) {
+  const std::vector<ConvCase> cases = grouped_cases();
+
+  uint32_t seed = 450;
+  for (const auto& c : cases) {
+    check_case(c, seed += 10);
+    if (c.name.find("chunked") == std::string::npos) continue;
+    const std::string impl = cpu::conv2d_implementation(*cpu::make_conv2d(c.op, c.input, {}));
+    EXPECT_NE(impl.find(" tail "), std::string::npos) << c.name << " was not split: " << impl;
+  }
+}
+
+TEST(Conv2dCpu, DilatedMatchReference) {
+  const std::vector<ConvCase> cases = dilated_cases();
+
+  uint32_t seed = 470;
+  for (const auto& c : cases) check_case(c, seed += 10);
 }
 
 // A mutant delta calls set_weights again: the packed copy must follow, bias included
@@ -280,7 +370,7 @@ std::vector<float> run_backward(Conv2dKernel& kernel, const ConvCase& c, const s
 void check_backward_case(const ConvCase& c, uint32_t seed) {
   ASSERT_EQ(infer_shape(OpParams(c.op), {c.input}, "conv"), c.expected) << c.name;
   const auto dy = random(c.expected.numel(), seed);
-  const auto w = random(c.op.out_channels * c.op.in_channels * c.op.kernel_h * c.op.kernel_w, seed + 1);
+  const auto w = random(weight_count(c.op), seed + 1);
   const auto bias = random(c.op.out_channels, seed + 2);
   const auto prefill = random(c.input.numel(), seed + 3);
   const std::vector<float> nan(static_cast<size_t>(c.input.numel()), std::numeric_limits<float>::quiet_NaN());
@@ -341,6 +431,20 @@ TEST(Conv2dCpuBackward, LargeBatchRunsInChunksWithASmallerTail) {
   }
 }
 
+TEST(Conv2dCpuBackward, GroupedAndDepthwiseMatchReference) {
+  const std::vector<ConvCase> cases = grouped_cases();
+
+  uint32_t seed = 850;
+  for (const auto& c : cases) check_backward_case(c, seed += 10);
+}
+
+TEST(Conv2dCpuBackward, DilatedMatchReference) {
+  const std::vector<ConvCase> cases = dilated_cases();
+
+  uint32_t seed = 870;
+  for (const auto& c : cases) check_backward_case(c, seed += 10);
+}
+
 // Mutants change the weights between calls: backward_data must use the latest set_weights,
 // whether its packed copy was made before (repacked by set_weights) or after (packed from
 // the forward's copy). Forward and backward share native buffers, so they are interleaved.
@@ -350,8 +454,10 @@ TEST(Conv2dCpuBackward, FollowsEverySetWeightsAndInterleavesWithForward) {
                             ConvCase{"layer1 16->16 batch 37", conv(16, 16, 3, 3, 1, 1, 1, 1, 1), {37, 16, 32, 32},
                                      {37, 16, 32, 32}},
                             ConvCase{"7x1 48->35", conv(48, 35, 7, 1, 1, 3, 0, 3, 0), {2, 48, 17, 17},
-                                     {2, 35, 17, 17}}}) {
-    const int64_t wn = c.op.out_channels * c.op.in_channels * c.op.kernel_h * c.op.kernel_w;
+                                     {2, 35, 17, 17}},
+                            ConvCase{"depthwise d=2 16", grouped(conv(16, 16, 3, 3, 1, 2, 2, 2, 2), 16, 2, 2),
+                                     {3, 16, 12, 12}, {3, 16, 12, 12}}}) {
+    const int64_t wn = weight_count(c.op);
     const auto x = random(c.input.numel(), 21), dy = random(c.expected.numel(), 22);
     const auto w1 = random(wn, 23), w2 = random(wn, 24), b = random(c.op.out_channels, 25);
     ConvFusion f;
@@ -390,6 +496,17 @@ TEST(Conv2dCpu, BadUseThrowsVetoError) {
   EXPECT_THROW(cpu::make_conv2d(op, Shape{2, 16, 32}, {}), Error);        // not rank 4
   EXPECT_THROW(cpu::make_conv2d(conv(16, 16, 5, 5, 1, 0, 0, 0, 0), Shape{1, 16, 3, 3}, {}), Error);  // too small
   EXPECT_THROW(cpu::make_conv2d(conv(16, 16, 3, 3, 0, 1, 1, 1, 1), Shape{1, 16, 8, 8}, {}), Error);  // stride 0
+  EXPECT_THROW(cpu::make_conv2d(grouped(op, 3), Shape{1, 16, 8, 8}, {}), Error);        // 3 groups of 16
+  EXPECT_THROW(cpu::make_conv2d(grouped(op, 1, 0, 1), Shape{1, 16, 8, 8}, {}), Error);  // dilation 0
+  EXPECT_THROW(cpu::make_conv2d(grouped(op, 1, 4, 4), Shape{1, 16, 6, 6}, {}), Error);  // window 9 > 6 + 2
+  try {
+    auto dilated = cpu::make_conv2d(grouped(op, 4, 2, 3), Shape{1, 16, 8, 8}, {});
+    std::vector<float> dy(16 * 8 * 8), dx(16 * 8 * 8);
+    dilated->backward_data(dy.data(), dx.data(), false);  // before set_weights
+    ADD_FAILURE() << "expected veto::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dilation 2x3 groups 4"), std::string::npos) << e.what();
+  }
 
   ConvFusion with_residual;
   with_residual.residual = true;

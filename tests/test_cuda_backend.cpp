@@ -1,8 +1,8 @@
 // The CUDA backend against the reference backend, op by op, on shapes from the real models
-// (odd channels, 1x7/7x1, stride-2 valid, asymmetric "same" padding, batch > 1). Every test
-// skips (GTEST_SKIP) where there is no CUDA device or the build has no CUDA backend; the
-// per-element math of the custom kernels is also tested on the host in
-// test_cuda_host_kernels.cpp, which runs everywhere.
+// (odd channels, 1x7/7x1, stride-2 valid, asymmetric "same" padding, grouped, depthwise and
+// dilated convolutions, batch > 1). Every test skips (GTEST_SKIP) where there is no CUDA device
+// or the build has no CUDA backend; the per-element math of the custom kernels is also tested on
+// the host in test_cuda_host_kernels.cpp, which runs everywhere.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -57,6 +57,10 @@ std::vector<float> run_op(Backend& backend, const std::vector<std::vector<float>
   return result;
 }
 
+size_t conv_weight_count(const Conv2dOp& op) {
+  return static_cast<size_t>(op.out_channels * (op.in_channels / op.groups) * op.kernel_h * op.kernel_w);
+}
+
 class CudaBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -86,7 +90,7 @@ class CudaBackendTest : public ::testing::Test {
   // One convolution on both backends, fresh kernel, weights set once.
   void expect_conv_parity(const Conv2dOp& op, const Shape& input, const ConvFusion& fusion, bool with_bias) {
     const Shape out = infer_shape(op, {input}, "conv");
-    const std::vector<float> weight = random_values(op.out_channels * op.in_channels * op.kernel_h * op.kernel_w, 21),
+    const std::vector<float> weight = random_values(conv_weight_count(op), 21),
                              bias = random_values(op.out_channels, 22);
     expect_parity(
         {random_values(input.numel(), 20), random_values(out.numel(), 23)}, out.numel(),
@@ -115,7 +119,7 @@ class CudaBackendTest : public ::testing::Test {
   // One convolution's data gradient on both backends, fresh kernel, weights set once.
   void expect_conv_backward_parity(const Conv2dOp& op, const Shape& input, const ConvFusion& fusion) {
     const Shape out = infer_shape(op, {input}, "conv");
-    const std::vector<float> weight = random_values(op.out_channels * op.in_channels * op.kernel_h * op.kernel_w, 24),
+    const std::vector<float> weight = random_values(conv_weight_count(op), 24),
                              bias = random_values(op.out_channels, 25);
     expect_backward_parity(
         {random_values(out.numel(), 26)}, input.numel(),
@@ -384,6 +388,39 @@ std::vector<ConvShapeCase> conv_model_shapes() {
   };
 }
 
+Conv2dOp grouped(Conv2dOp op, int64_t groups, int64_t dilation_h = 1, int64_t dilation_w = 1) {
+  op.groups = groups;
+  op.dilation_h = dilation_h;
+  op.dilation_w = dilation_w;
+  return op;
+}
+
+// Grouped, depthwise and dilated (cudnnSetConvolutionGroupCount, the descriptor's dilations),
+// also with the asymmetric padding that goes through the explicitly padded copy.
+std::vector<ConvShapeCase> conv_grouped_dilated_shapes() {
+  return {
+      {"2 groups", grouped(conv_op(16, 32, 3, 3, 1, 1, 1, 1, 1, 1), 2), Shape{3, 16, 16, 16}},
+      {"4 groups stride 2", grouped(conv_op(12, 20, 3, 3, 2, 2, 1, 1, 1, 1), 4), Shape{2, 12, 15, 15}},
+      {"depthwise", grouped(conv_op(16, 16, 3, 3, 1, 1, 1, 1, 1, 1), 16), Shape{3, 16, 16, 16}},
+      {"depthwise odd channels", grouped(conv_op(35, 35, 3, 3, 1, 1, 1, 1, 1, 1), 35), Shape{2, 35, 9, 9}},
+      {"depthwise x2, TF same stride 2", grouped(conv_op(8, 16, 3, 3, 2, 2, 0, 0, 1, 1), 8), Shape{2, 8, 16, 16}},
+      {"dilation 2", grouped(conv_op(8, 12, 3, 3, 1, 1, 2, 2, 2, 2), 1, 2, 2), Shape{2, 8, 13, 13}},
+      {"dilation 3 valid", grouped(conv_op(5, 7, 3, 3, 1, 1, 0, 0, 0, 0), 1, 3, 3), Shape{2, 5, 14, 12}},
+      {"dilation (2,3)", grouped(conv_op(6, 10, 3, 3, 1, 1, 2, 3, 2, 3), 1, 2, 3), Shape{2, 6, 11, 10}},
+      {"dilation 2 stride 2 asymmetric", grouped(conv_op(8, 8, 3, 3, 2, 2, 1, 0, 2, 1), 1, 2, 2),
+       Shape{2, 8, 15, 14}},
+      {"depthwise dilation 2 stride 2 asymmetric", grouped(conv_op(16, 16, 3, 3, 2, 2, 1, 1, 2, 2), 16, 2, 2),
+       Shape{2, 16, 16, 16}},
+  };
+}
+
+TEST_F(CudaBackendTest, Conv2dGroupedDepthwiseDilated) {
+  for (const ConvShapeCase& k : conv_grouped_dilated_shapes()) {
+    SCOPED_TRACE(k.what);
+    expect_conv_parity(k.op, k.input, ConvFusion{true, true}, true);
+  }
+}
+
 TEST_F(CudaBackendTest, Conv2dModelShapes) {
   for (const ConvShapeCase& k : conv_model_shapes()) {
     SCOPED_TRACE(k.what);
@@ -637,6 +674,13 @@ TEST_F(CudaBackendTest, SoftmaxBackward) {
 
 TEST_F(CudaBackendTest, Conv2dBackwardModelShapes) {
   for (const ConvShapeCase& k : conv_model_shapes()) {
+    SCOPED_TRACE(k.what);
+    expect_conv_backward_parity(k.op, k.input, ConvFusion{});
+  }
+}
+
+TEST_F(CudaBackendTest, Conv2dBackwardGroupedDepthwiseDilated) {
+  for (const ConvShapeCase& k : conv_grouped_dilated_shapes()) {
     SCOPED_TRACE(k.what);
     expect_conv_backward_parity(k.op, k.input, ConvFusion{});
   }

@@ -1,7 +1,7 @@
 // The executor's backward pass (Plan::backward_data): the fused plan of the fast backend
 // against the unfused reference plan (every op's own backward, no BN folding, no epilogues),
-// the whole-model gradient against finite differences, and a small clip/slice/pad graph
-// against its reference kernels composed by hand.
+// the whole-model gradient against finite differences, a small clip/slice/pad graph against
+// its reference kernels composed by hand, and a depthwise + dilated convolution graph.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -207,6 +207,67 @@ TEST(ExecutorBackward, ClipSlicePadMatchTheReferenceKernelsComposedByHand) {
     expect_close(got_gradient.values().data(), d_input.data(), static_cast<int64_t>(d_input.size()), 1e-5f, 1e-6f,
                  std::string(kind) + " input gradient");
   }
+}
+
+// input -> depthwise conv (multiplier 2) -> BN -> relu -> dilated conv -> global avg pool
+// -> dense: fused on the CPU backend (BN folded into the depthwise filters, each of which sees
+// one input channel, ReLU in the epilogue) against the unfused reference plan.
+TEST(ExecutorBackward, DepthwiseAndDilatedConvFusedCpuMatchesUnfusedReference) {
+  Conv2dOp depthwise;
+  depthwise.in_channels = 4;
+  depthwise.out_channels = 8;
+  depthwise.kernel_h = depthwise.kernel_w = 3;
+  depthwise.pad_top = depthwise.pad_left = depthwise.pad_bottom = depthwise.pad_right = 1;
+  depthwise.groups = 4;
+  Conv2dOp dilated;
+  dilated.in_channels = 8;
+  dilated.out_channels = 6;
+  dilated.kernel_h = dilated.kernel_w = 3;
+  dilated.pad_top = dilated.pad_left = dilated.pad_bottom = dilated.pad_right = 2;
+  dilated.dilation_h = dilated.dilation_w = 2;
+  dilated.has_bias = true;
+  const int64_t n = 3, classes = 5;
+  Model m;
+  m.arch = "depthwise_dilated";
+  const int x = m.graph.add("input", InputOp{Shape{4, 10, 10}});
+  const int dw = m.graph.add("dw", depthwise, {x});
+  const int bn = m.graph.add("bn", BatchNormOp{8, 1e-3f}, {dw});
+  const int relu = m.graph.add("relu", ReluOp{}, {bn});
+  const int dil = m.graph.add("dilated", dilated, {relu});
+  const int pool = m.graph.add("pool", GlobalAvgPoolOp{}, {dil});
+  m.graph.add("fc", DenseOp{6, classes, true}, {pool});
+  m.params = ParamArena(m.graph.param_specs());
+  std::vector<float> params(static_cast<size_t>(m.params.size()));
+  fill_uniform(params, 11);
+  std::copy(params.begin(), params.end(), m.params.data());
+  std::vector<float> var(8);
+  fill_uniform(var, 12, 0.5f, 1.5f);
+  std::copy(var.begin(), var.end(), m.params.get("bn.running_var"));
+  m.classes = {"a", "b", "c", "d", "e"};
+
+  Tensor input(Shape{n, 4, 10, 10});
+  fill_uniform(input.values(), 13);
+  std::vector<float> seed(static_cast<size_t>(n * classes));
+  fill_uniform(seed, 14);
+
+  auto cpu = make_backend("cpu");
+  auto ref = make_backend("reference");
+  PlanOptions fused, unfused;
+  unfused.fuse = false;
+  fused.gradients = unfused.gradients = {"input"};
+  Plan fast(m, *cpu, n, fused), oracle(m, *ref, n, unfused);
+  fast.forward(input.data());
+  oracle.forward(input.data());
+  const Tensor got_logits = fast.logits(), want_logits = oracle.logits();
+  expect_close(got_logits.values().data(), want_logits.values().data(), n * classes, 1e-4f, 1e-5f, "logits");
+  fast.backward_data(seed.data());
+  oracle.backward_data(seed.data());
+  const Tensor got = download(*cpu, fast, "input"), want = download(*ref, oracle, "input");
+  ASSERT_EQ(got.shape(), want.shape());
+  double norm = 0;
+  for (float v : want.values()) norm += double(v) * v;
+  EXPECT_GT(norm, 0) << "the input gradient is identically zero";
+  EXPECT_LE(worst_row_error(got, want), 1e-4) << "input gradient";
 }
 
 TEST(ExecutorBackward, ErrorsNameTheProblem) {

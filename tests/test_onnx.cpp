@@ -94,8 +94,13 @@ TEST(OnnxImport, TinyLowersOntoTheExpectedOps) {
   EXPECT_EQ(count["pad"], 3);
   EXPECT_EQ(count["dense"], 1);
   EXPECT_EQ(count["batch_norm"], 2);
+  int grouped = 0, dilated = 0;
+  for (const Node& n : m.graph.nodes())
+    if (const auto* c = std::get_if<Conv2dOp>(&n.op)) grouped += c->groups > 1, dilated += c->dilation_h > 1;
+  EXPECT_EQ(grouped, 2);  // the depthwise and the 2-group convolution
+  EXPECT_EQ(dilated, 1);
   // Blocks: the residual add's ReLU and the branch concat; not the input re-normalization's concat.
-  EXPECT_EQ(m.graph.blocks(), (std::vector<std::string>{"/Relu_1_output_0", "/Concat_3_output_0"}));
+  EXPECT_EQ(m.graph.blocks(), (std::vector<std::string>{"/Relu_2_output_0", "/Concat_3_output_0"}));
 }
 
 TEST(OnnxImport, Resnet20MatchesTheNativeModel) {
@@ -278,8 +283,8 @@ TEST(OnnxImport, UnsupportedAttributesNameTheNode) {
   auto* dil = conv->add_attribute();
   dil->set_name("dilations");
   dil->set_type(onnx::AttributeProto::INTS);
-  dil->add_ints(2), dil->add_ints(2);
-  EXPECT_NE(import_error(m).find("node 'Conv_y' (Conv): dilations other than 1"), std::string::npos);
+  dil->add_ints(0), dil->add_ints(2);
+  EXPECT_NE(import_error(m).find("node 'Conv_y' (Conv): needs 2 dilations in [1, 1024]"), std::string::npos);
   w->clear_float_data();  // data that does not fit the dims
   conv->clear_attribute();
   EXPECT_NE(import_error(m).find("tensor 'w' has 0 values, its dims [4,3,3,3] need 108"), std::string::npos);

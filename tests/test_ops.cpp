@@ -291,6 +291,50 @@ TEST(InferShape, RejectsInputsThatDoNotFit) {
   EXPECT_THROW(infer_shape(conv, {Shape{2, 3, 2, 2}}, "small"), Error);
 }
 
+// Groups must divide both channel counts and dilations be positive; the dilated window spans
+// (k - 1) * d + 1 cells. The weight shape and the MAC count take one group's channels.
+TEST(InferShape, Conv2dGroupsAndDilation) {
+  Conv2dOp conv;
+  conv.in_channels = 8;
+  conv.out_channels = 12;
+  conv.kernel_h = conv.kernel_w = 3;
+  const Shape in{2, 8, 32, 30};
+  auto with = [&](int64_t groups, int64_t dilation_h, int64_t dilation_w) {
+    Conv2dOp op = conv;
+    op.groups = groups;
+    op.dilation_h = dilation_h;
+    op.dilation_w = dilation_w;
+    return op;
+  };
+  EXPECT_EQ(infer_shape(with(4, 1, 1), {in}, "c"), (Shape{2, 12, 30, 28}));
+  EXPECT_EQ(infer_shape(with(1, 2, 2), {in}, "c"), (Shape{2, 12, 28, 26}));  // window 5
+  EXPECT_EQ(infer_shape(with(2, 3, 2), {in}, "c"), (Shape{2, 12, 26, 26}));  // windows 7 and 5
+  Conv2dOp strided = with(1, 2, 3);  // windows 5 and 7, stride 2, pads t1 l0 b2 r1
+  strided.stride_h = strided.stride_w = 2;
+  strided.pad_top = 1, strided.pad_bottom = 2, strided.pad_right = 1;
+  EXPECT_EQ(infer_shape(strided, {in}, "c"), (Shape{2, 12, 16, 13}));
+  EXPECT_EQ(infer_shape(with(1, 4, 4), {Shape{1, 8, 9, 9}}, "c"), (Shape{1, 12, 1, 1}));  // window 9 on 9
+  EXPECT_THROW(infer_shape(with(1, 5, 5), {Shape{1, 8, 9, 9}}, "c"), Error);               // window 11 on 9
+
+  try {
+    infer_shape(with(3, 1, 1), {in}, "blocks.1.dw");  // divides 12 but not 8
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "node 'blocks.1.dw' (conv2d): 3 groups do not divide 8 input and 12 output channels");
+  }
+  EXPECT_THROW(infer_shape(with(8, 1, 1), {in}, "c"), Error);  // divides 8 but not 12
+  EXPECT_THROW(infer_shape(with(0, 1, 1), {in}, "c"), Error);
+  EXPECT_THROW(infer_shape(with(-2, 1, 1), {in}, "c"), Error);
+  EXPECT_THROW(infer_shape(with(1, 0, 1), {in}, "c"), Error);
+  EXPECT_THROW(infer_shape(with(1, 1, 0), {in}, "c"), Error);
+  EXPECT_THROW(infer_shape(with(1, -1, 1), {in}, "c"), Error);
+
+  const std::vector<ParamSpec> specs = param_specs(with(4, 2, 2), "dw");
+  ASSERT_EQ(specs.size(), 1u);
+  EXPECT_EQ(specs[0].shape, (Shape{12, 2, 3, 3}));
+  EXPECT_EQ(op_macs(with(4, 2, 2), Shape{2, 12, 28, 26}), 12 * 28 * 26 * 2 * 9);
+}
+
 TEST(InferShape, RejectsBadClipSliceAndPadParams) {
   EXPECT_EQ(infer_shape(ClipOp{1, 1}, {Shape{2, 5}}, "clip"), (Shape{2, 5}));
   EXPECT_THROW(infer_shape(ClipOp{6, 0}, {Shape{2, 5}}, "clip"), Error);  // min > max

@@ -63,7 +63,8 @@ def resnet(depth, weights):
 class Tiny(torch.nn.Module):
     """A small CNN that uses every op the importer lowers, for tests/data/onnx (seeded weights):
     torchvision-style input re-normalization (Gather, Mul, Add, Unsqueeze, Concat), conv with
-    bias + batch norm + ReLU6 (Clip), max pool with ceil_mode, an option-A shortcut (Slice with
+    bias + batch norm + ReLU6 (Clip), a depthwise convolution with
+    dilation (2, 1), a grouped convolution, max pool with ceil_mode, an option-A shortcut (Slice with
     steps + channel Pad, its pads computed by a constant subgraph) added to a strided conv,
     average pools with and without padding in the count, explicit Pad, concat of branches,
     global average pool, flatten (Reshape from a Shape subgraph), Linear (Gemm)."""
@@ -73,7 +74,8 @@ class Tiny(torch.nn.Module):
         nn = torch.nn
         self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
         self.bn1 = nn.BatchNorm2d(8, eps=1e-3)
-        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=(2, 1), dilation=(2, 1), groups=8)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False, groups=2)
         self.bn2 = nn.BatchNorm2d(16)
         self.branch = nn.Conv2d(16, 8, 1)
         self.fc = nn.Linear(16 + 8 + 16, 10)
@@ -87,7 +89,8 @@ class Tiny(torch.nn.Module):
     def forward(self, x):
         x = torch.cat([torch.unsqueeze(x[:, i], 1) * (0.5 + 0.1 * i) + (0.1 - 0.05 * i) for i in range(3)], 1)
         x = F.relu6(self.bn1(self.conv1(x)))
-        x = F.max_pool2d(x, 3, stride=2, ceil_mode=True)  # 15 -> 8 (the last window overhangs)
+        x = F.relu(self.depthwise(x))  # dilation (2, 1), padding (2, 1): 30x30 stays
+        x = F.max_pool2d(x, 3, stride=2, ceil_mode=True)  # 30 -> 15 (14 without ceil_mode)
         shortcut = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 4, 4), "constant", 0.0)
         x = F.relu(self.bn2(self.conv2(x)) + shortcut)
         a = F.avg_pool2d(x, 3, stride=1, padding=1)  # count_include_pad=True

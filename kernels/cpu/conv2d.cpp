@@ -27,10 +27,22 @@ std::string describe(const Conv2dOp& p, const Shape& input, const ConvFusion& f)
   std::ostringstream os;
   os << "conv2d " << p.in_channels << "->" << p.out_channels << " " << p.kernel_h << "x" << p.kernel_w
      << " stride " << p.stride_h << "x" << p.stride_w << " pad (t" << p.pad_top << ",l" << p.pad_left << ",b"
-     << p.pad_bottom << ",r" << p.pad_right << ") input " << input.str() << (f.relu ? " +relu" : "")
-     << (f.residual ? " +residual" : "");
+     << p.pad_bottom << ",r" << p.pad_right << ")";
+  if (p.dilation_h != 1 || p.dilation_w != 1) os << " dilation " << p.dilation_h << "x" << p.dilation_w;
+  if (p.groups != 1) os << " groups " << p.groups;
+  os << " input " << input.str() << (f.relu ? " +relu" : "") << (f.residual ? " +residual" : "");
   return os.str();
 }
+
+// Weights as oneDNN takes them: OIHW for a dense convolution; a grouped one has a leading
+// group axis, (G, O/G, I/G, kh, kw), the same bytes as veto's (O, I/G, kh, kw).
+memory::dims weight_dims(const Conv2dOp& p) {
+  if (p.groups == 1) return {p.out_channels, p.in_channels, p.kernel_h, p.kernel_w};
+  return {p.groups, p.out_channels / p.groups, p.in_channels / p.groups, p.kernel_h, p.kernel_w};
+}
+
+// oneDNN counts the cells skipped between taps (0: dense), veto the tap spacing (1: dense).
+memory::dims dilates(const Conv2dOp& p) { return {p.dilation_h - 1, p.dilation_w - 1}; }
 
 // The batch is run in chunks so that the NCHW -> native reorder, the convolution and the
 // native -> NCHW reorder of one chunk stay in cache (and the native-layout buffers stay
@@ -197,13 +209,12 @@ class OneDnnConv2d final : public Conv2dKernel {
   BackwardPart make_backward_part(const Part& forward, const BackwardPart* share) {
     const memory::dims src_dims{forward.batch, input_[1], input_[2], input_[3]};
     const memory::dims dst_dims{forward.batch, output_[1], output_[2], output_[3]};
-    const memory::dims weight_dims{op_.out_channels, op_.in_channels, op_.kernel_h, op_.kernel_w};
     const memory::desc user_src_md(src_dims, memory::data_type::f32, tag::nchw);
     const memory::desc user_dst_md(dst_dims, memory::data_type::f32, tag::nchw);
     const dnnl::convolution_backward_data::desc desc(
         dnnl::algorithm::convolution_direct, memory::desc(src_dims, memory::data_type::f32, tag::any),
-        memory::desc(weight_dims, memory::data_type::f32, tag::any),
-        memory::desc(dst_dims, memory::data_type::f32, tag::any), {op_.stride_h, op_.stride_w},
+        memory::desc(weight_dims(op_), memory::data_type::f32, tag::any),
+        memory::desc(dst_dims, memory::data_type::f32, tag::any), {op_.stride_h, op_.stride_w}, dilates(op_),
         {op_.pad_top, op_.pad_left}, {op_.pad_bottom, op_.pad_right});
     const dnnl::convolution_backward_data::primitive_desc pd(desc, engine_, forward.pd);
 
@@ -268,8 +279,8 @@ class OneDnnConv2d final : public Conv2dKernel {
   }
 
   void build(const Conv2dOp& op, const Shape& input, const Shape& output) {
-    const memory::dims weight_dims{op.out_channels, op.in_channels, op.kernel_h, op.kernel_w};
-    user_weights_ = memory({weight_dims, memory::data_type::f32, tag::oihw}, engine_, DNNL_MEMORY_NONE);
+    user_weights_ = memory({weight_dims(op), memory::data_type::f32, op.groups == 1 ? tag::oihw : tag::goihw},
+                           engine_, DNNL_MEMORY_NONE);
     bias_ = memory({{op.out_channels}, memory::data_type::f32, tag::x}, engine_);
 
     // Chunk size: native input + output bytes per image (channels padded to blocks of 8),
@@ -290,7 +301,6 @@ class OneDnnConv2d final : public Conv2dKernel {
   Part make_part(const Conv2dOp& op, const Shape& input, const Shape& output, int64_t batch, const Part* share) {
     const memory::dims src_dims{batch, input[1], input[2], input[3]};
     const memory::dims dst_dims{batch, output[1], output[2], output[3]};
-    const memory::dims weight_dims{op.out_channels, op.in_channels, op.kernel_h, op.kernel_w};
     const memory::desc user_src_md(src_dims, memory::data_type::f32, tag::nchw);
     const memory::desc user_dst_md(dst_dims, memory::data_type::f32, tag::nchw);
 
@@ -305,8 +315,8 @@ class OneDnnConv2d final : public Conv2dKernel {
     const dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
         memory::desc(src_dims, memory::data_type::f32, tag::any),
-        memory::desc(weight_dims, memory::data_type::f32, tag::any), bias_.get_desc(),
-        memory::desc(dst_dims, memory::data_type::f32, tag::any), {op.stride_h, op.stride_w},
+        memory::desc(weight_dims(op), memory::data_type::f32, tag::any), bias_.get_desc(),
+        memory::desc(dst_dims, memory::data_type::f32, tag::any), {op.stride_h, op.stride_w}, dilates(op),
         {op.pad_top, op.pad_left}, {op.pad_bottom, op.pad_right});
     const dnnl::convolution_forward::primitive_desc pd(desc, attr, engine_);
 

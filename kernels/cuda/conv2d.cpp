@@ -1,5 +1,6 @@
-// The CUDA convolution: cuDNN cross-correlation (NCHW float, OIHW weights), then one custom
-// epilogue kernel for bias + residual + ReLU (conv2d_epilogue.cu). The simple, robust path:
+// The CUDA convolution: cuDNN cross-correlation (NCHW float, OIHW weights (O, I/G, kh, kw), groups
+// and dilation set on the convolution descriptor), then one custom epilogue kernel for
+// bias + residual + ReLU (conv2d_epilogue.cu). The simple, robust path:
 // cudnnConvolutionBiasActivationForward's valid combinations depend on the algorithm (identity
 // activation only with IMPLICIT_PRECOMP_GEMM), whereas one epilogue covers every fusion with
 // whatever algorithm is fastest, for one extra pass over y.
@@ -7,7 +8,8 @@
 // Asymmetric padding (TensorFlow "same" with stride 2 pads one more row/column after):
 // cuDNN pads symmetrically only. The kernel gives cuDNN the smaller side's padding and adds the
 // remainder as an explicitly zero-padded copy of the input (conv2d_pad_input.cu) in a buffer
-// owned by the kernel; symmetric convolutions skip the copy.
+// owned by the kernel; symmetric convolutions skip the copy. The copy only adds rows and columns,
+// so it holds for any kernel size or dilation (cuDNN's output shape is checked against veto's).
 //
 // Numerics: FP32 FMA math only (CUDNN_FMA_MATH), no TF32 tensor cores, so results agree with the
 // CPU backends to FP32 rounding. The algorithm is chosen once per kernel from cuDNN's heuristics
@@ -113,7 +115,7 @@ class CudaConv2d : public Conv2dKernel {
 
  private:
   size_t weight_count() const {
-    return static_cast<size_t>(op_.out_channels * op_.in_channels * op_.kernel_h * op_.kernel_w);
+    return static_cast<size_t>(op_.out_channels * (op_.in_channels / op_.groups) * op_.kernel_h * op_.kernel_w);
   }
   size_t padded_count() const {
     return static_cast<size_t>(input_[0] * input_[1] * pad_geometry_.out_h * pad_geometry_.out_w);
@@ -138,12 +140,16 @@ class CudaConv2d : public Conv2dKernel {
                                                 to_int(input_[0], "batch"), to_int(input_[1], "channels"),
                                                 to_int(pad_geometry_.out_h, "padded height"),
                                                 to_int(pad_geometry_.out_w, "padded width")));
-    VETO_CUDNN_CHECK(cudnnSetFilter4dDescriptor(
-        w_desc_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, to_int(op_.out_channels, "out_channels"),
-        to_int(op_.in_channels, "in_channels"), to_int(op_.kernel_h, "kernel_h"), to_int(op_.kernel_w, "kernel_w")));
-    VETO_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv_desc_, to_int(sym_h, "pad_h"), to_int(sym_w, "pad_w"),
-                                                     to_int(op_.stride_h, "stride_h"), to_int(op_.stride_w, "stride_w"),
-                                                     1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    // The filter's channels are those of one group; cuDNN splits x's channels by the group count.
+    VETO_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w_desc_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+                                                to_int(op_.out_channels, "out_channels"),
+                                                to_int(op_.in_channels / op_.groups, "in_channels per group"),
+                                                to_int(op_.kernel_h, "kernel_h"), to_int(op_.kernel_w, "kernel_w")));
+    VETO_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
+        conv_desc_, to_int(sym_h, "pad_h"), to_int(sym_w, "pad_w"), to_int(op_.stride_h, "stride_h"),
+        to_int(op_.stride_w, "stride_w"), to_int(op_.dilation_h, "dilation_h"), to_int(op_.dilation_w, "dilation_w"),
+        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    VETO_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv_desc_, to_int(op_.groups, "groups")));
     VETO_CUDNN_CHECK(cudnnSetConvolutionMathType(conv_desc_, CUDNN_FMA_MATH));
     int n = 0, c = 0, h = 0, w = 0;
     VETO_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv_desc_, x_desc_, w_desc_, &n, &c, &h, &w));

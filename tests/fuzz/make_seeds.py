@@ -118,7 +118,8 @@ def graph_node(name, op, inputs, **params):
 GRAPH = {"nodes": [
     graph_node("x", "input", [], sample_shape=[3, 32, 32]),
     graph_node("conv", "conv2d", ["x"], in_channels=3, out_channels=2, kernel_h=3, kernel_w=3, stride_h=2,
-               stride_w=2, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1, has_bias=True),
+               stride_w=2, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1, dilation_h=1, dilation_w=1, groups=1,
+               has_bias=True),
     graph_node("clip", "clip", ["conv"], min=0, max="inf"),
     graph_node("slice", "slice", ["clip"], start=[0, 0, 0], step=[1, 2, 2], size=[2, 8, 8]),
     graph_node("pad", "pad", ["slice"], before=[1, 0, 0], after=[1, 1, 1], value=0.5),
@@ -374,13 +375,15 @@ conv_w = onnx_tensor("w", (4, 3, 3, 3), np.linspace(-1, 1, 108))
 head_w = onnx_tensor("fw", (10, 4), np.linspace(-1, 1, 40))
 put("onnx", "conv-gemm", onnx_model([
     onnx_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
-    onnx_node("Clip", ["c", "lo", "hi"], ["r"]),
+    onnx_node("Conv", ["c", "dw"], ["d"], group=4, dilations=[2, 2], pads=[2, 2, 2, 2]),
+    onnx_node("Clip", ["d", "lo", "hi"], ["r"]),
     onnx_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
     onnx_node("GlobalAveragePool", ["p"], ["g"]),
     onnx_node("Flatten", ["g"], ["f"]),
     onnx_node("Gemm", ["f", "fw"], ["l"], transB=1),
     onnx_node("Softmax", ["l"], ["y"])],
-    [conv_w, head_w, onnx_tensor("lo", (), [0.0]), onnx_tensor("hi", (), [6.0])],
+    [conv_w, onnx_tensor("dw", (4, 1, 3, 3), np.linspace(-1, 1, 36)), head_w, onnx_tensor("lo", (), [0.0]),
+     onnx_tensor("hi", (), [6.0])],
     props=[("veto.classes", json.dumps([str(i) for i in range(10)]))]))
 put("onnx", "slice-pad-affine", onnx_model([
     onnx_node("Gather", ["x", "i0"], ["a"], axis=1),
