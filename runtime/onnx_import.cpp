@@ -1191,7 +1191,13 @@ SafetensorsFile Importer::run(const OnnxImportOptions& options) {
   m.arch = "graph";
   m.graph = std::move(graph_);
   m.preprocess = preprocess(options, chw[1], chw[2]);
-  m.classes = classes(options, m.graph.node(m.graph.output()).shape.numel());
+  // A classifier's output is one score per class; a bound keeps a model whose output is an
+  // image from making millions of class names.
+  constexpr int64_t kMaxClasses = 1'000'000;
+  const int64_t outputs = m.graph.node(m.graph.output()).shape.numel();
+  VETO_CHECK(outputs <= kMaxClasses, source_, ": the output has ", outputs,
+             " values per input; a veto classifier has at most ", kMaxClasses, " classes");
+  m.classes = classes(options, outputs);
   SafetensorsFile file;
   file.source = source_;
   file.metadata["format"] = "veto-model/1";
