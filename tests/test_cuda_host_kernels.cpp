@@ -128,9 +128,13 @@ TEST(CudaHostKernels, Conv2dEpilogueMatchesReferenceFusions) {
 }
 
 // Convolutions with asymmetric padding (forward and backward): kernel, stride, padding
-// (top, left, bottom, right) and input size, as 3 -> 2 channel convolutions.
+// (top, left, bottom, right), input size, dilation and groups, as 3 -> 2 channels per group.
+// The explicit copy only adds rows and columns, so dilated windows must fit it the same way.
 struct AsymmetricConvCase {
   int64_t kh, kw, sh, sw, top, left, bottom, right, h, w;
+  int64_t dh = 1, dw = 1, groups = 1;
+  int64_t span_h() const { return (kh - 1) * dh + 1; }  // the window's extent
+  int64_t span_w() const { return (kw - 1) * dw + 1; }
 };
 const AsymmetricConvCase kAsymmetricConvCases[] = {
     {3, 3, 2, 2, 0, 0, 1, 1, 8, 8},  // TensorFlow "same", stride 2, even input
@@ -141,12 +145,15 @@ const AsymmetricConvCase kAsymmetricConvCases[] = {
     {3, 3, 1, 1, 2, 0, 1, 3, 5, 4},  // both sides, both directions
     {3, 3, 2, 1, 0, 2, 1, 0, 6, 5},  // more on the left than the right: the crop's column shift
     {3, 3, 2, 2, 0, 0, 0, 0, 9, 9},  // stride-2 valid
+    {3, 3, 2, 2, 0, 0, 1, 1, 9, 9, 2, 2, 1},  // dilated, pads only after
+    {3, 3, 1, 2, 2, 1, 1, 3, 7, 8, 2, 3, 2},  // dilation (2,3), 2 groups, both directions
+    {3, 3, 2, 2, 1, 0, 2, 1, 8, 7, 2, 2, 3},  // dilated, 3 groups
 };
 
 Conv2dOp asymmetric_conv_op(const AsymmetricConvCase& k) {
   Conv2dOp op;
-  op.in_channels = 3;
-  op.out_channels = 2;
+  op.in_channels = 3 * k.groups;
+  op.out_channels = 2 * k.groups;
   op.kernel_h = k.kh;
   op.kernel_w = k.kw;
   op.stride_h = k.sh;
@@ -155,6 +162,9 @@ Conv2dOp asymmetric_conv_op(const AsymmetricConvCase& k) {
   op.pad_left = k.left;
   op.pad_bottom = k.bottom;
   op.pad_right = k.right;
+  op.dilation_h = k.dh;
+  op.dilation_w = k.dw;
+  op.groups = k.groups;
   return op;
 }
 
@@ -185,13 +195,14 @@ Conv2dOp symmetric_part(const Conv2dOp& op) {
 TEST(CudaHostKernels, Conv2dAsymmetricPaddingAsExplicitPadPlusSymmetric) {
   for (const AsymmetricConvCase& k : kAsymmetricConvCases) {
     SCOPED_TRACE(testing::Message() << "kernel " << k.kh << "x" << k.kw << " pads " << k.top << "," << k.left << ","
-                                    << k.bottom << "," << k.right << " input " << k.h << "x" << k.w);
+                                    << k.bottom << "," << k.right << " input " << k.h << "x" << k.w << " dilation "
+                                    << k.dh << "x" << k.dw << " groups " << k.groups);
     const Conv2dOp op = asymmetric_conv_op(k);
     const int64_t batch = 3;
-    const int64_t out_h = (k.h + k.top + k.bottom - k.kh) / k.sh + 1,
-                  out_w = (k.w + k.left + k.right - k.kw) / k.sw + 1;
+    const int64_t out_h = (k.h + k.top + k.bottom - k.span_h()) / k.sh + 1,
+                  out_w = (k.w + k.left + k.right - k.span_w()) / k.sw + 1;
     const std::vector<float> x = random_values(batch * op.in_channels * k.h * k.w, 13),
-                             weight = random_values(op.out_channels * op.in_channels * k.kh * k.kw, 14);
+                             weight = random_values(op.out_channels * (op.in_channels / op.groups) * k.kh * k.kw, 14);
     std::vector<float> want(batch * op.out_channels * out_h * out_w);
     reference::conv2d_forward<float>(op, batch, k.h, k.w, x.data(), weight.data(), nullptr, out_h, out_w,
                                      want.data());
@@ -204,8 +215,8 @@ TEST(CudaHostKernels, Conv2dAsymmetricPaddingAsExplicitPadPlusSymmetric) {
       padded[i] = source >= 0 ? x[source] : 0.0f;
     });
     const Conv2dOp symmetric = symmetric_part(op);
-    ASSERT_EQ((g.out_h + 2 * symmetric.pad_top - k.kh) / k.sh + 1, out_h);
-    ASSERT_EQ((g.out_w + 2 * symmetric.pad_left - k.kw) / k.sw + 1, out_w);
+    ASSERT_EQ((g.out_h + 2 * symmetric.pad_top - k.span_h()) / k.sh + 1, out_h);
+    ASSERT_EQ((g.out_w + 2 * symmetric.pad_left - k.span_w()) / k.sw + 1, out_w);
     std::vector<float> got(want.size());
     reference::conv2d_forward<float>(symmetric, batch, g.out_h, g.out_w, padded.data(), weight.data(), nullptr,
                                      out_h, out_w, got.data());
@@ -826,13 +837,14 @@ TEST(CudaHostKernels, SoftmaxBackwardMatchesReference) {
 TEST(CudaHostKernels, Conv2dBackwardAsymmetricPaddingAsSymmetricPlusCrop) {
   for (const AsymmetricConvCase& k : kAsymmetricConvCases) {
     SCOPED_TRACE(testing::Message() << "kernel " << k.kh << "x" << k.kw << " pads " << k.top << "," << k.left << ","
-                                    << k.bottom << "," << k.right << " input " << k.h << "x" << k.w);
+                                    << k.bottom << "," << k.right << " input " << k.h << "x" << k.w << " dilation "
+                                    << k.dh << "x" << k.dw << " groups " << k.groups);
     const Conv2dOp op = asymmetric_conv_op(k);
     const int64_t batch = 3, planes = batch * op.in_channels;
-    const int64_t out_h = (k.h + k.top + k.bottom - k.kh) / k.sh + 1,
-                  out_w = (k.w + k.left + k.right - k.kw) / k.sw + 1;
+    const int64_t out_h = (k.h + k.top + k.bottom - k.span_h()) / k.sh + 1,
+                  out_w = (k.w + k.left + k.right - k.span_w()) / k.sw + 1;
     const std::vector<float> dy = random_values(batch * op.out_channels * out_h * out_w, 56),
-                             weight = random_values(op.out_channels * op.in_channels * k.kh * k.kw, 57);
+                             weight = random_values(op.out_channels * (op.in_channels / op.groups) * k.kh * k.kw, 57);
     std::vector<float> want(planes * k.h * k.w);
     reference::conv2d_backward_data<float>(op, batch, k.h, k.w, dy.data(), weight.data(), out_h, out_w,
                                            want.data());

@@ -32,7 +32,7 @@ const Model& resnet20() {
 
 const float* filter_of(const Model& m, const FilterEdit& e) {
   const auto& c = std::get<Conv2dOp>(m.graph.node(m.graph.find(e.layer)).op);
-  return m.params.get(e.layer + ".weight") + e.filter * c.in_channels * c.kernel_h * c.kernel_w;
+  return m.params.get(e.layer + ".weight") + e.filter * (c.in_channels / c.groups) * c.kernel_h * c.kernel_w;
 }
 
 template <class F>
