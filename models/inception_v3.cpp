@@ -138,12 +138,14 @@ Graph build_inception_v3(const InceptionV3Config& c) {
   InceptionBuilder b(g, c.variant == "keras", c.width_divisor);
   int x = g.add("input", InputOp{Shape{3, c.height, c.width}});
   if (c.transform_input) {
-    // torchvision: x[:, i] * (std[i] / 0.5) + (mean[i] - 0.5) / 0.5 with the ImageNet statistics.
-    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    // torchvision: x[:, i] * (std[i] / 0.5) + (mean[i] - 0.5) / 0.5 with the ImageNet statistics,
+    // the constants computed in double (Python floats) and rounded to float once, as PyTorch
+    // and its ONNX export use them.
+    const double mean[3] = {0.485, 0.456, 0.406}, std[3] = {0.229, 0.224, 0.225};
     ChannelAffineOp op;
     for (int i = 0; i < 3; ++i) {
-      op.scale.push_back(std[i] / 0.5f);
-      op.shift.push_back((mean[i] - 0.5f) / 0.5f);
+      op.scale.push_back(static_cast<float>(std[i] / 0.5));
+      op.shift.push_back(static_cast<float>((mean[i] - 0.5) / 0.5));
     }
     x = g.add("transform_input", op, {x});
   }
