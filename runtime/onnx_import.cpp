@@ -660,7 +660,8 @@ void Importer::lower_conv(const onnx::NodeProto& n) {
   add_param(n.output(0) + ".weight", std::vector<float>(w.v.begin(), w.v.end()));
   if (c.has_bias) {
     const Const& b = const_input(n, 2);
-    if (int64_t(b.v.size()) != c.out_channels) node_fail(n, "bias has ", b.v.size(), " values for ", c.out_channels, " filters");
+    if (int64_t(b.v.size()) != c.out_channels)
+      node_fail(n, "bias has ", b.v.size(), " values for ", c.out_channels, " filters");
     add_param(n.output(0) + ".bias", std::vector<float>(b.v.begin(), b.v.end()));
   }
   set_node_output(n, node);
@@ -943,7 +944,8 @@ void Importer::lower(const onnx::NodeProto& n) {
     const char* names[] = {".weight", ".bias", ".running_mean", ".running_var"};
     for (int i = 0; i < 4; ++i) {
       const Const& c = const_input(n, i + 1);
-      if (int64_t(c.v.size()) != b.channels) node_fail(n, "input ", i + 1, " has ", c.v.size(), " values for ", b.channels, " channels");
+      if (int64_t(c.v.size()) != b.channels)
+        node_fail(n, "input ", i + 1, " has ", c.v.size(), " values for ", b.channels, " channels");
       add_param(n.output(0) + names[i], std::vector<float>(c.v.begin(), c.v.end()));
     }
     return set_node_output(n, node);
@@ -952,7 +954,8 @@ void Importer::lower(const onnx::NodeProto& n) {
   if (op == "Concat") {
     std::vector<int> inputs;
     for (int i = 0; i < n.input_size(); ++i) inputs.push_back(image_value(n, i).node);
-    if (normalize_axis(attr_int(n, "axis", 1), 4, "Concat") != 1) node_fail(n, "only concatenation of channels (axis 1) is supported");
+    if (normalize_axis(attr_int(n, "axis", 1), 4, "Concat") != 1)
+      node_fail(n, "only concatenation of channels (axis 1) is supported");
     return set_node_output(n, add_node(n, ConcatOp{}, inputs));
   }
   if (op == "Flatten" || op == "Reshape") {
@@ -966,7 +969,7 @@ void Importer::lower(const onnx::NodeProto& n) {
       std::vector<int64_t> target;
       for (size_t i = 0; i < shape.v.size(); ++i) {
         const double d = shape.v[i];
-        if (i == 0 && (d == kBatch || d == 0 || (d >= 1 && static_cast<int64_t>(d) == batch_hint_))) continue;
+        if (i == 0 && (d == kBatch || d == 0 || (d >= 1 && to_int(d) == batch_hint_))) continue;
         if (i == 0) node_fail(n, "reshapes the batch axis (to ", to_int(d), "), which is not supported");
         target.push_back(to_int(d));
       }
@@ -1025,7 +1028,8 @@ void Importer::mark_blocks() {
     const Node& node = graph_.node(v);
     const bool after_learned = learned;
     learned = learned || !param_specs(node.op, node.name).empty();
-    if (!cut || !after_learned || v == count - 1 || !(std::get_if<AddOp>(&node.op) || std::get_if<ConcatOp>(&node.op))) continue;
+    const bool merge = std::get_if<AddOp>(&node.op) || std::get_if<ConcatOp>(&node.op);
+    if (!cut || !after_learned || v == count - 1 || !merge) continue;
     int block = v;  // advanced through an activation that alone reads the merge
     while (consumers[size_t(block)].size() == 1) {
       const Node& next = graph_.node(consumers[size_t(block)][0]);
@@ -1090,7 +1094,8 @@ std::vector<std::string> Importer::classes(const OnnxImportOptions& options, int
 // input's (C, H, W).
 std::vector<int64_t> Importer::lower_graph(const std::map<std::string, std::string>& constants) {
   for (const auto& o : model_.opset_import())
-    if (o.domain().empty() || o.domain() == "ai.onnx") opset_ = int(o.version());
+    if (o.domain().empty() || o.domain() == "ai.onnx")
+      opset_ = o.version() >= 0 && o.version() <= 1000 ? int(o.version()) : -1;
   VETO_CHECK(opset_ >= kMinOpset && opset_ <= kMaxOpset, source_, ": opset ", opset_,
              " is not supported (veto reads opsets ", kMinOpset, " to ", kMaxOpset, ")");
   const onnx::GraphProto& g = model_.graph();

@@ -130,7 +130,8 @@ TEST(OnnxImport, ConductanceAndLcrEqualTheNativeModels) {
   const std::string data = "--data " + kCifar + " --threads 2 ";
   for (const auto& [name, model] : {std::pair{"native", std::string("resnet20")}, {"onnx", imported}}) {
     const std::string d = (dir / name).string();
-    r = test::run_cli("", "attribute --model " + model + " " + data + "--limit 6 --steps 4 --out " + d + "_attr.npy", dir);
+    r = test::run_cli("", "attribute --model " + model + " " + data + "--limit 6 --steps 4 --out " + d + "_attr.npy",
+                      dir);
     ASSERT_EQ(r.code, 0) << r.err;
     r = test::run_cli("", "mutants build --model " + model + " " + data +
                               "--limit 100 --gamma 0.01 --count 3 --seed 7 --out " + d + "_mutants.safetensors",
@@ -299,7 +300,8 @@ TEST(GraphJson, MalformedGraphsNameTheProblem) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"{}", "not an object with a non-empty 'nodes' array"},
       {graph(R"(,{"name":"r","op":"gelu","inputs":["in"],"params":{}})"), "node 'r' has unknown op 'gelu'"},
-      {graph(R"(,{"name":"r","op":"relu","inputs":["nope"],"params":{}})"), "reads \"nope\", which is not an earlier node"},
+      {graph(R"(,{"name":"r","op":"relu","inputs":["nope"],"params":{}})"),
+       "reads \"nope\", which is not an earlier node"},
       {graph(R"(,{"name":"p","op":"pad","inputs":["in"],"params":{"before":[0,1,1],"after":[0,1],"value":0}})"),
        "'after' must be an array of 3 integers"},
       {graph(R"(,{"name":"p","op":"pad","inputs":["in"],"params":{"before":[0,1,1],"after":[0,1,1e30],"value":0}})"),
