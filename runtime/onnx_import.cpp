@@ -130,6 +130,36 @@ int64_t product(const std::vector<int64_t>& dims) {
   return n;
 }
 
+// Names become JSON strings in the model file, which must be well-formed UTF-8 (no overlong
+// forms or surrogates, as nlohmann checks); ONNX names are bytes.
+bool is_utf8(const std::string& s) {
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = byte(i);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // The allowed range of the second byte depends on the first (Unicode Table 3-7).
+    int extra;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) extra = 1;
+    else if (c == 0xE0) extra = 2, lo = 0xA0;
+    else if (c == 0xED) extra = 2, hi = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF) extra = 2;
+    else if (c == 0xF0) extra = 3, lo = 0x90;
+    else if (c == 0xF4) extra = 3, hi = 0x8F;
+    else if (c >= 0xF1 && c <= 0xF3) extra = 3;
+    else return false;
+    if (s.size() - i <= size_t(extra) || byte(i + 1) < lo || byte(i + 1) > hi) return false;
+    for (int k = 2; k <= extra; ++k)
+      if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return false;
+    i += size_t(extra) + 1;
+  }
+  return true;
+}
+
 std::string dims_str(const std::vector<int64_t>& dims) {
   std::string s = "[";
   for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + std::to_string(dims[i]);
@@ -244,6 +274,7 @@ class Importer {
     return v;
   }
   int add_node(const onnx::NodeProto& n, OpParams op, std::vector<int> inputs) {
+    if (!is_utf8(n.output(0))) node_fail(n, "its output name is not valid UTF-8");
     try {
       return graph_.add(n.output(0), std::move(op), std::move(inputs));
     } catch (const Error& e) {
@@ -1069,6 +1100,7 @@ std::vector<std::string> Importer::classes(const OnnxImportOptions& options, int
     VETO_CHECK(in, options.classes_file, ": cannot read the class names");
     for (std::string line; std::getline(in, line);) {
       if (!line.empty() && line.back() == '\r') line.pop_back();
+      VETO_CHECK(is_utf8(line), options.classes_file, ": line ", names.size() + 1, " is not valid UTF-8");
       if (!line.empty()) names.push_back(line);
     }
     VETO_CHECK(int64_t(names.size()) == count, options.classes_file, ": ", names.size(),
@@ -1145,7 +1177,7 @@ std::vector<int64_t> Importer::lower_graph(const std::map<std::string, std::stri
   VETO_CHECK((chw[0] == 3 || !classifier_) &&
                  std::all_of(chw.begin(), chw.end(), [](int64_t d) { return d <= 4096; }),
              source_, ": input '", in.name(), "' is ", dims_str(chw), "; veto needs 3 channels and at most 4096x4096");
-  VETO_CHECK(!in.name().empty(), source_, ": the input has no name");
+  VETO_CHECK(!in.name().empty() && is_utf8(in.name()), source_, ": the input's name is empty or not valid UTF-8");
   batch_hint_ = shape.dim(0).has_dim_value() ? shape.dim(0).dim_value() : -1;
   graph_.add(in.name(), InputOp{Shape(chw)});
   values_[in.name()] = Value{0, chw};
@@ -1210,7 +1242,8 @@ SafetensorsFile Importer::run(const OnnxImportOptions& options) {
   file.metadata["graph"] = graph_to_json(m.graph);
   file.metadata["preprocess"] = preprocess_to_json(m.preprocess);
   file.metadata["classes"] = Json(m.classes).dump();
-  file.metadata["onnx_producer"] = model_.producer_name() + " " + model_.producer_version();
+  const std::string producer = model_.producer_name() + " " + model_.producer_version();
+  file.metadata["onnx_producer"] = is_utf8(producer) ? producer : "(not UTF-8)";
   file.metadata["onnx_opset"] = std::to_string(opset_);
   if (dropped_softmax_) file.metadata["onnx_dropped_softmax"] = "true";
   for (const ParamSpec& spec : m.graph.param_specs()) {

@@ -291,6 +291,19 @@ TEST(OnnxImport, UnsupportedAttributesNameTheNode) {
   EXPECT_NE(import_error(m).find("tensor 'w' has 0 values, its dims [4,3,3,3] need 108"), std::string::npos);
 }
 
+TEST(OnnxImport, NamesThatAreNotUtf8AreRefused) {
+  for (const std::string bad : {std::string("a\xff"), std::string("\xc0\xaf"), std::string("\xed\xa0\x80")}) {
+    onnx::ModelProto m = make_model(13, {"", "3", "8", "8"});
+    add_node(m, "Relu", {"x"}, bad);
+    add_node(m, "GlobalAveragePool", {bad}, "y");
+    EXPECT_NE(import_error(m).find("its output name is not valid UTF-8"), std::string::npos);
+  }
+  onnx::ModelProto ok = make_model(13, {"", "3", "8", "8"});
+  add_node(ok, "Relu", {"x"}, "r\xc3\xa9lu");  // "relu" with an e-acute: valid
+  add_node(ok, "GlobalAveragePool", {"r\xc3\xa9lu"}, "y");
+  EXPECT_NO_THROW(onnx_to_model_file(ok.SerializeAsString(), "ok.onnx"));
+}
+
 #endif
 
 // Written-out graphs are checked field by field (a model file is untrusted input).
