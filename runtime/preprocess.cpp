@@ -194,10 +194,12 @@ void check_preprocess(const Preprocess& pre, const std::string& where) {
   for (float s : pre.std) VETO_CHECK(s != 0.0f, where, ": preprocess std has a 0");
 }
 
-// Debian 12's stb_image (2.27) trusts the symbol counts of a JPEG Huffman table (DHT):
-// more than 256 symbols write past its fixed-size tables (fixed upstream in 2.28). Walk
-// the JPEG's marker segments the way stb_image does and report such a file as corrupt
-// before stb_image sees it. Returns an empty string when the file is fine or not a JPEG.
+// Debian 12's stb_image (2.27) trusts a JPEG's Huffman tables: a table (DHT) of more than
+// 256 symbols writes past its fixed-size arrays, and a scan (SOS) that selects a table no
+// DHT defined decodes with uninitialized ones, whose codes index far out of bounds (both
+// fixed upstream in 2.28). Walk the JPEG's marker segments the way stb_image does and
+// report such a file as corrupt before stb_image sees it. Returns an empty string when the
+// file is fine or not a JPEG.
 std::string jpeg_huffman_table_problem(const uint8_t* p, size_t n) {
   // stb_image takes a file as JPEG when it starts with 0xFF, any number of 0xFF fill
   // bytes, then the SOI code 0xD8.
@@ -208,6 +210,8 @@ std::string jpeg_huffman_table_problem(const uint8_t* p, size_t n) {
   ++i;
   // stb_image reads zeros past the end of the buffer; so do we.
   auto byte = [&](size_t k) -> uint32_t { return k < n ? p[k] : 0; };
+  bool defined[2][4] = {};  // [class: DC, AC][id]: tables some DHT before has defined
+  bool progressive = false;
   while (i + 1 < n) {
     // Entropy-coded data and padding: a marker is 0xFF followed by a byte that is not a
     // fill 0xFF, a stuffed 0x00 or a restart marker (none of which carry a length).
@@ -234,8 +238,26 @@ std::string jpeg_huffman_table_problem(const uint8_t* p, size_t n) {
         uint32_t symbols = 0;
         for (size_t k = 1; k <= 16; ++k) symbols += byte(q + k);
         if (symbols > 256) return "JPEG Huffman table with " + std::to_string(symbols) + " symbols (at most 256)";
+        const uint32_t table_class = byte(q) >> 4, id = byte(q) & 15;
+        if (table_class <= 1 && id <= 3) defined[table_class][id] = true;  // stb_image refuses others
         q += 17 + symbols;
         left -= 17 + static_cast<int64_t>(symbols);
+      }
+    }
+    if (marker == 0xC2) progressive = true;
+    if (marker == 0xDA) {
+      // Per component: selector byte DC id << 4 | AC id; then Ss, Se, Ah << 4 | Al. A
+      // baseline scan decodes with both tables; a progressive one with the DC table when
+      // it is a first DC scan (Ss = 0, Ah = 0), with the AC table when Ss > 0.
+      const uint32_t components = byte(i + 4);
+      const uint32_t ss = byte(i + 5 + 2 * components), ah = byte(i + 7 + 2 * components) >> 4;
+      const bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss > 0;
+      for (uint32_t c = 0; c < components; ++c) {
+        const uint32_t selector = byte(i + 6 + 2 * c), dc_id = selector >> 4, ac_id = selector & 15;
+        if (dc && dc_id <= 3 && !defined[0][dc_id])
+          return "JPEG scan uses Huffman table DC" + std::to_string(dc_id) + ", which no DHT defines";
+        if (ac && ac_id <= 3 && !defined[1][ac_id])
+          return "JPEG scan uses Huffman table AC" + std::to_string(ac_id) + ", which no DHT defines";
       }
     }
     i += 2 + length;

@@ -152,6 +152,17 @@ TEST(Image, JpegDecodesCloseToLibjpeg) {
   for (size_t k = 0; k < 16; ++k) bad[dht + 5 + k] = '\x20';  // 16 x 32 = 512 symbols
   EXPECT_EQ(error_of([&] { decode_image(bad, "bad.jpg"); }),
             "bad.jpg: cannot decode image: JPEG Huffman table with 512 symbols (at most 256)");
+  // A scan that selects a table no DHT defined would decode with stb_image's uninitialized
+  // tables (fuzz_image: out-of-bounds reads); the scan's second component asks for AC2, DC2.
+  for (const auto& [selector, table] : {std::pair{'\x12', "AC2"}, std::pair{'\x21', "DC2"}}) {
+    std::string undefined = jpeg;
+    const size_t sos = undefined.find("\xff\xda\x00\x0c\x03\x01\x00\x02\x11");
+    ASSERT_NE(sos, std::string::npos);
+    undefined[sos + 8] = selector;
+    EXPECT_EQ(error_of([&] { decode_image(undefined, "u.jpg"); }),
+              std::string("u.jpg: cannot decode image: JPEG scan uses Huffman table ") + table +
+                  ", which no DHT defines");
+  }
 
   // Lossy, but still the gradient it was made from.
   for (int y = 0; y < 8; ++y)

@@ -4,7 +4,9 @@
 // the attack surface of a decoder that reads untrusted files: stb_image's GIF loader has
 // open memory-safety reports, and TGA's weak signature check "decodes" arbitrary bytes
 // instead of reporting a corrupt file. (Debian's stb_image 2.27 also overflows on JPEG
-// Huffman tables with > 256 symbols; decode_image() screens for that before calling it.)
+// Huffman tables with > 256 symbols and decodes with undefined ones; decode_image() screens
+// for both before calling it.)
+#include <cstdlib>
 #include <cstring>
 
 namespace {
@@ -15,6 +17,12 @@ namespace {
 void* stbi_memcpy(void* to, const void* from, size_t n) { return n == 0 ? to : std::memcpy(to, from, n); }
 }  // namespace
 
+// stb_image 2.27 mallocs its decoder state (the JPEG struct with its Huffman tables)
+// without clearing it; zeroed memory makes any field it forgets to set read as 0, not as
+// whatever the heap held (the undefined-table reads above were found that way).
+#define STBI_MALLOC(size) std::calloc(1, size)
+#define STBI_REALLOC(pointer, size) std::realloc(pointer, size)
+#define STBI_FREE(pointer) std::free(pointer)
 #define STBI_ONLY_PNG
 #define STBI_ONLY_JPEG
 #define STBI_ONLY_BMP
