@@ -998,12 +998,15 @@ void Importer::lower(const onnx::NodeProto& n) {
     } else {
       const Const& shape = const_input(n, 1);
       std::vector<int64_t> target;
-      for (size_t i = 0; i < shape.v.size(); ++i) {
-        const double d = shape.v[i];
-        if (i == 0 && (d == kBatch || d == 0 || (d >= 1 && to_int(d) == batch_hint_))) continue;
-        if (i == 0) node_fail(n, "reshapes the batch axis (to ", to_int(d), "), which is not supported");
-        target.push_back(to_int(d));
-      }
+      for (size_t i = 1; i < shape.v.size(); ++i) target.push_back(to_int(shape.v[i]));
+      const double d0 = shape.v.empty() ? 1 : shape.v[0];
+      // The batch axis stays when given as such or inferred (-1) from a fully given rest
+      // (tf2onnx writes Keras' Flatten as Reshape(x, [-1, features])).
+      const bool batch = d0 == kBatch || d0 == 0 || (d0 >= 1 && to_int(d0) == batch_hint_) ||
+                         (d0 == -1 && !target.empty() &&
+                          std::all_of(target.begin(), target.end(), [](int64_t t) { return t >= 1; }) &&
+                          product(target) == features);
+      if (!batch) node_fail(n, "reshapes the batch axis (to ", to_int(d0), "), which is not supported");
       const bool flatten = target.size() == 1 && (target[0] == -1 || target[0] == features);
       if (!flatten && target != x.dims)
         node_fail(n, "only a reshape to (N, -1) is supported, got ", dims_str(target), " for per-sample shape ",
@@ -1017,11 +1020,28 @@ void Importer::lower(const onnx::NodeProto& n) {
     return;
   }
   if (op == "Unsqueeze" || op == "Squeeze") {
-    // Only to undo a Gather of one channel: the node still holds (N,1,H,W).
     const Value& x = value(n, 0);
+    const std::vector<int64_t> axes = ints_attr_or_input(n, "axes", 1);
+    if (op == "Squeeze" && !axes.empty()) {
+      // Squeezing the 1×1 map of a global pool to (N, C) (tf2onnx's Keras heads): a view,
+      // like Flatten.
+      std::vector<bool> drop(x.dims.size() + 1, false);
+      for (int64_t a : axes) drop[size_t(normalize_axis(a, x.dims.size() + 1, op))] = true;
+      std::vector<int64_t> kept;
+      bool ones = !drop[0];
+      for (size_t i = 0; i < x.dims.size(); ++i) {
+        if (!drop[i + 1]) kept.push_back(x.dims[i]);
+        else ones &= x.dims[i] == 1;
+      }
+      if (!ones || kept.size() != 1)
+        node_fail(n, "is supported only to squeeze size-1 axes leaving (N, features), got axes ",
+                  dims_str(axes), " of per-sample shape ", dims_str(x.dims));
+      values_[n.output(0)] = Value{x.node, kept};
+      return;
+    }
+    // Unsqueeze only to undo a Gather of one channel: the node still holds (N,1,H,W).
     const auto& held = graph_.node(x.node).shape.dims;
     std::vector<int64_t> want(held.begin() + 1, held.end());
-    const std::vector<int64_t> axes = ints_attr_or_input(n, "axes", 1);
     const bool undo = op == "Unsqueeze" && axes.size() == 1 && normalize_axis(axes[0], x.dims.size() + 2, op) == 1 &&
                       x.dims.size() == 2 && want.size() == 3 && want[0] == 1;
     if (!undo) node_fail(n, "is supported only to restore the channel axis a Gather of one channel removed");

@@ -116,6 +116,23 @@ TEST(OnnxImport, Resnet20MatchesTheNativeModel) {
   EXPECT_LT(max_relative(got, want), 1e-5);
 }
 
+// tf2onnx's export of a Keras model (weights_tools/export_onnx_keras.py, inputs_as_nchw): batch
+// norms after the biased convolutions as Mul + Add by constants, Keras' Flatten as
+// Reshape(x, [-1, 64]), the Dense as MatMul + Add. The random-weight Keras ResNet20v1 fixture.
+TEST(OnnxImport, KerasResnet20v1FromTf2onnxMatchesTheNativeModelAndTensorFlow) {
+  SKIP_WITHOUT_ONNX();
+  const Model imported = load_model(kOnnx + "/keras_resnet20v1_random.onnx");
+  const Model native = load_model(std::string(VETO_TEST_DATA_DIR) + "/keras_resnet20v1_random.safetensors");
+  EXPECT_EQ(imported.graph.blocks().size(), 9u);
+  EXPECT_EQ(imported.classes, native.classes);
+  EXPECT_EQ(preprocess_to_json(imported.preprocess), preprocess_to_json(native.preprocess));
+  auto data = open_cifar_dataset(kCifar, native.preprocess, 16);
+  const Tensor want = logits_of(native, "cpu", *data, 16), got = logits_of(imported, "cpu", *data, 16);
+  EXPECT_LT(max_relative(got, want), 1e-5);
+  const Tensor tf = read_npy(std::string(VETO_TEST_DATA_DIR) + "/golden/keras_resnet20v1_random_logits_0-15.npy");
+  EXPECT_LT(max_relative(got, tf), 1e-4);  // native vs TensorFlow: the same order (float32 summation order)
+}
+
 // Every command takes the imported model; conductance and LCR equal the native model's
 // (same weights, same mutants: the import keeps batch norms as nodes, so the convolutions
 // hold the native weights).
@@ -291,8 +308,40 @@ TEST(OnnxImport, UnsupportedAttributesNameTheNode) {
   EXPECT_NE(import_error(m).find("tensor 'w' has 0 values, its dims [4,3,3,3] need 108"), std::string::npos);
 }
 
+// Global pool heads as exporters write them: Squeeze of the 1x1 map (tf2onnx), Reshape with an
+// inferred batch, [-1, C] (tf2onnx's Flatten); both views. Anything that would move data is refused.
+TEST(OnnxImport, SqueezeAndReshapeOfAPooledMapAreViews) {
+  const auto head = [](const std::string& op, const std::vector<int64_t>& ints) {
+    onnx::ModelProto m = make_model(11, {"", "3", "8", "8"});
+    add_node(m, "GlobalAveragePool", {"x"}, "p");
+    if (op == "Squeeze") {
+      auto* axes = add_node(m, "Squeeze", {"p"}, "y")->add_attribute();
+      axes->set_name("axes");
+      axes->set_type(onnx::AttributeProto::INTS);
+      for (int64_t a : ints) axes->add_ints(a);
+    } else {
+      auto* shape = m.mutable_graph()->add_initializer();
+      shape->set_name("shape");
+      shape->set_data_type(onnx::TensorProto::INT64);
+      shape->add_dims(int64_t(ints.size()));
+      for (int64_t v : ints) shape->add_int64_data(v);
+      add_node(m, "Reshape", {"p", "shape"}, "y");
+    }
+    return m;
+  };
+  for (const auto& [op, ints] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+           {"Squeeze", {2, 3}}, {"Squeeze", {-1, -2}}, {"Reshape", {-1, 3}}, {"Reshape", {0, -1}}}) {
+    const Model model = parse_model(onnx_to_model_file(head(op, ints).SerializeAsString(), "ok.onnx"), "ok.onnx");
+    EXPECT_TRUE(std::holds_alternative<GlobalAvgPoolOp>(model.graph.node(model.graph.output()).op)) << op;
+  }
+  EXPECT_NE(import_error(head("Squeeze", {1, 2})).find("is supported only to squeeze size-1 axes"), std::string::npos);
+  EXPECT_NE(import_error(head("Squeeze", {0})).find("is supported only to squeeze size-1 axes"), std::string::npos);
+  EXPECT_NE(import_error(head("Reshape", {-1, 4})).find("reshapes the batch axis (to -1)"), std::string::npos);
+  EXPECT_NE(import_error(head("Reshape", {-1, -1})).find("reshapes the batch axis (to -1)"), std::string::npos);
+}
+
 TEST(OnnxImport, NamesThatAreNotUtf8AreRefused) {
-  for (const std::string bad : {std::string("a\xff"), std::string("\xc0\xaf"), std::string("\xed\xa0\x80")}) {
+  for (const std::string& bad : {std::string("a\xff"), std::string("\xc0\xaf"), std::string("\xed\xa0\x80")}) {
     onnx::ModelProto m = make_model(13, {"", "3", "8", "8"});
     add_node(m, "Relu", {"x"}, bad);
     add_node(m, "GlobalAveragePool", {bad}, "y");

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # ONNX round trip: exports ResNet-20 (real weights) and InceptionV3 (torchvision, random
-# weights, with and without transform_input) with torch.onnx.export, imports them with
-# `veto import-onnx`, and compares veto's logits on the imported model with the native
-# builder's and PyTorch's; for ResNet-20 also conductance, mutants and LCR.
+# weights, with and without transform_input) with torch.onnx.export, and the Keras
+# ResNet20v1 (real weights) and Keras InceptionV3 (random weights) with tf2onnx; imports
+# them with `veto import-onnx`, and compares veto's logits on the imported model with the
+# native builder's and the framework's; for ResNet-20 also conductance, mutants and LCR.
 #
 #   weights_tools/check_onnx_roundtrip.sh [VETO_BINARY] [OUT_DIR]
 #
-# Needs a Python with torch 1.13 + torchvision and the `onnx` package (for metadata_props):
-#   /usr/bin/python3 -m venv --system-site-packages .venv && .venv/bin/pip install onnx
-# PYTHON overrides the interpreter (default .venv/bin/python, else /usr/bin/python3).
+# TORCH_PYTHON (default /usr/bin/python3): Debian's python3-torch, python3-torchvision,
+# python3-h5py and python3-onnx (for the metadata_props; without it the defaults apply).
+# KERAS_PYTHON (default .venv/bin/python): tensorflow-cpu, tf2onnx and onnx, e.g.
+#   /usr/bin/python3 -m venv --system-site-packages .venv
+#   .venv/bin/pip install tensorflow-cpu tf2onnx onnx==1.14.1
+# (The two cannot share one interpreter: tensorflow-cpu brings numpy 2, which Debian's torch
+# 1.13 cannot use.) Without KERAS_PYTHON's packages the Keras part is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 veto="$(realpath "${1:-build/veto}")"
 out="${2:-/tmp/veto_onnx_roundtrip}"
-py="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo /usr/bin/python3)}"
+py="${TORCH_PYTHON:-/usr/bin/python3}"
+kpy="${KERAS_PYTHON:-.venv/bin/python}"
 cifar=data/cifar10_test_0-999.bin
 mkdir -p "$out"
 
@@ -72,3 +78,33 @@ for transform in false true; do
   compare "logits, imported vs PyTorch" "$out/inc_onnx_$transform.npy" "$out/inc_torch_$transform.npy"
   compare "logits, native vs PyTorch" "$out/inc_native_$transform.npy" "$out/inc_torch_$transform.npy"
 done
+
+if ! "$kpy" -c "import tensorflow, tf2onnx, onnx" 2>/dev/null; then
+  echo "== Keras: skipped ($kpy lacks tensorflow, tf2onnx or onnx)"
+  exit 0
+fi
+echo "== Keras ResNet20v1 (real weights), tf2onnx, opset 13, dynamic batch, batch norms as Mul + Add"
+"$kpy" weights_tools/export_onnx_keras.py --arch keras_resnet20v1 \
+  --weights ../shared/data/models/keras_cifar10_ResNet20v1_model.h5 --out "$out/keras20.onnx" \
+  --inputs-out "$out/k20_x.npy" --logits-out "$out/k20_tf.npy" --count 16 >/dev/null 2>&1
+"$py" weights_tools/convert.py --arch keras_resnet20v1 ../shared/data/models/keras_cifar10_ResNet20v1_model.h5 \
+  "$out/keras20.safetensors" >/dev/null
+"$veto" predict --model "$out/keras20.onnx" --input "$out/k20_x.npy" --logits "$out/k20_onnx.npy" >/dev/null
+"$veto" predict --model "$out/keras20.safetensors" --input "$out/k20_x.npy" --logits "$out/k20_native.npy" >/dev/null
+compare "logits, imported vs native" "$out/k20_onnx.npy" "$out/k20_native.npy"
+compare "logits, imported vs TensorFlow" "$out/k20_onnx.npy" "$out/k20_tf.npy"
+for m in "$out/keras20.safetensors" "$out/keras20.onnx"; do
+  "$veto" eval --model "$m" --data "$cifar" --format json |
+    "$py" -c "import json,sys; print('  accuracy (${m##*.}):', json.load(sys.stdin)['accuracy'])"
+done
+
+echo "== InceptionV3 Keras (random weights, seed 20240601), tf2onnx (TensorFlow folds the batch norms)"
+"$kpy" weights_tools/export_onnx_keras.py --arch inception_v3_keras --out "$out/inception_keras.onnx" \
+  --native-out "$out/inception_keras.safetensors" --inputs-out "$out/inck_x.npy" \
+  --logits-out "$out/inck_tf.npy" --count 4 >/dev/null 2>&1
+"$veto" predict --model "$out/inception_keras.onnx" --input "$out/inck_x.npy" --logits "$out/inck_onnx.npy" >/dev/null
+"$veto" predict --model "$out/inception_keras.safetensors" --input "$out/inck_x.npy" \
+  --logits "$out/inck_native.npy" >/dev/null
+compare "logits, imported vs native" "$out/inck_onnx.npy" "$out/inck_native.npy"
+compare "logits, imported vs TensorFlow" "$out/inck_onnx.npy" "$out/inck_tf.npy"
+compare "logits, native vs TensorFlow" "$out/inck_native.npy" "$out/inck_tf.npy"

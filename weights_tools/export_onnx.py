@@ -5,8 +5,8 @@
     /usr/bin/python3 weights_tools/export_onnx.py --arch inception_v3 --seed 20240601 \
         --out /tmp/inception_v3.onnx --native-out /tmp/inception_v3.safetensors
 
-Run with Debian's /usr/bin/python3 (torch 1.13, torchvision 0.14). The batch dimension is
-dynamic ("batch"); opset 13 by default. Batch norms stay BatchNormalization nodes unless
+Run with Debian's /usr/bin/python3 (python3-torch 1.13, python3-torchvision 0.14,
+python3-onnx). The batch dimension is dynamic ("batch"); opset 13 by default. Batch norms stay BatchNormalization nodes unless
 --fold-batch-norm (torch's constant folding then merges them into the convolutions), so by
 default the imported convolutions hold exactly the native model's weights.
 
@@ -164,13 +164,13 @@ def main(argv=None):
                       training=torch.onnx.TrainingMode.EVAL if a.fold_batch_norm else torch.onnx.TrainingMode.PRESERVE)
     try:
         import onnx
-        m = onnx.load(a.out)
+        m = onnx.load(a.out)  # (AttributeError: libonnx-testdata alone leaves a bare "onnx" namespace)
         for key, value in (("veto.classes", json.dumps(classes)), ("veto.preprocess", json.dumps(pre))):
             entry = m.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(m, a.out)
         tagged = "with metadata_props veto.classes, veto.preprocess"
-    except ImportError:
+    except (ImportError, AttributeError):
         tagged = "without metadata_props (no onnx package)"
     print(f"wrote {a.out} ({a.arch}, opset {a.opset}, {tagged})")
     if a.inputs_out:
