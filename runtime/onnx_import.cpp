@@ -566,7 +566,7 @@ void Importer::fold(const onnx::NodeProto& n) {
           infer = int64_t(i);
         } else {
           VETO_CHECK(shape[i] >= 0, "Reshape to a negative dim");
-          known *= shape[i];
+          VETO_CHECK(!__builtin_mul_overflow(known, shape[i], &known), "Reshape to dims whose product overflows");
         }
       }
       if (infer >= 0) shape[size_t(infer)] = known ? int64_t(out.v.size()) / known : 0;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <memory>
 
 #include "runtime/error.h"
@@ -265,6 +266,26 @@ std::string jpeg_huffman_table_problem(const uint8_t* p, size_t n) {
   return "";
 }
 
+// stb_image 2.27 grows its buffer for a PNG's image data (IDAT) to the length a chunk
+// claims before it reads the chunk: a 100-byte file claiming 1 GiB makes it allocate 2 GiB
+// and then fail. Every chunk up to IEND must lie within the file (stb_image refuses such
+// files anyway, only after that allocation). Returns an empty string when the file is fine
+// or not a PNG.
+std::string png_chunk_problem(const uint8_t* p, size_t n) {
+  static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (n < 8 || std::memcmp(p, signature, 8) != 0) return "";
+  for (size_t i = 8; i + 8 <= n;) {
+    const size_t length = (size_t{p[i]} << 24) | (size_t{p[i + 1]} << 16) | (size_t{p[i + 2]} << 8) | p[i + 3];
+    const std::string type(reinterpret_cast<const char*>(p + i + 4), 4);
+    if (length > n - (i + 8))
+      return "PNG chunk of " + std::to_string(length) + " bytes at offset " + std::to_string(i) +
+             " runs past the end of the " + std::to_string(n) + "-byte file";
+    if (type == "IEND") break;
+    i += 12 + length;  // length, type, data, CRC
+  }
+  return "";
+}
+
 }  // namespace
 
 Image decode_image(const std::string& bytes, const std::string& source, int64_t max_pixels) {
@@ -272,8 +293,9 @@ Image decode_image(const std::string& bytes, const std::string& source, int64_t 
   if (bytes.size() > static_cast<size_t>(INT_MAX)) fail(source, ": image file too large (", bytes.size(), " bytes)");
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int length = static_cast<int>(bytes.size());
-  const std::string jpeg_problem = jpeg_huffman_table_problem(data, bytes.size());
-  if (!jpeg_problem.empty()) fail(source, ": cannot decode image: ", jpeg_problem);
+  std::string problem = jpeg_huffman_table_problem(data, bytes.size());
+  if (problem.empty()) problem = png_chunk_problem(data, bytes.size());
+  if (!problem.empty()) fail(source, ": cannot decode image: ", problem);
   // Read the header first so absurd dimensions are refused before any pixel memory exists.
   int width = 0, height = 0, components = 0;
   if (!stbi_info_from_memory(data, length, &width, &height, &components))

@@ -208,6 +208,14 @@ TEST(Image, CorruptFilesAreReportedNotCrashed) {
   spit(dir + "/cut.png", png.substr(0, png.size() / 2));
   EXPECT_NE(error_of([&] { load_image(dir + "/cut.png"); }).find(dir + "/cut.png: cannot decode image: "),
             std::string::npos);
+  // A small file whose IDAT claims 1 GiB: refused before stb_image allocates for it
+  // (fuzz_image: it grew its buffer to 2 GiB, then found the data missing).
+  std::string claims = png;
+  ASSERT_EQ(claims.compare(37, 4, "IDAT"), 0);
+  claims.replace(33, 4, std::string("\x40\x00\x00\x00", 4));
+  EXPECT_EQ(error_of([&] { decode_image(claims, "big.png"); }),
+            "big.png: cannot decode image: PNG chunk of 1073741824 bytes at offset 33 runs past the end of the " +
+                std::to_string(png.size()) + "-byte file");
 
   std::string random_bytes;
   for (int i = 0; i < 1000; ++i) random_bytes += static_cast<char>(rng());

@@ -281,6 +281,25 @@ TEST(OnnxImport, OnlyTheBatchMayBeDynamic) {
   EXPECT_EQ(model.graph.node(model.graph.output()).shape, (Shape{1, 3, 1, 1}));
 }
 
+// Import-time shape arithmetic on untrusted dims (fuzz_onnx: a signed overflow).
+TEST(OnnxImport, ConstantReshapeWhoseDimsOverflowIsRefused) {
+  onnx::ModelProto m = make_model(13, {"", "3", "8", "8"});
+  auto* shape = m.mutable_graph()->add_initializer();
+  shape->set_name("shape");
+  shape->set_data_type(onnx::TensorProto::INT64);
+  shape->add_dims(3);
+  for (int i = 0; i < 3; ++i) shape->add_int64_data(int64_t{1} << 32);
+  auto* c = m.mutable_graph()->add_initializer();
+  c->set_name("c");
+  c->set_data_type(onnx::TensorProto::FLOAT);
+  c->add_dims(1);
+  c->add_float_data(2.0f);
+  add_node(m, "Reshape", {"c", "shape"}, "r");
+  add_node(m, "Mul", {"x", "r"}, "y");
+  const std::string msg = import_error(m);
+  EXPECT_NE(msg.find("Reshape to dims whose product overflows"), std::string::npos) << msg;
+}
+
 TEST(OnnxImport, OpsetsOutsideSixToSeventeenAreRefused) {
   for (int opset : {5, 18}) {
     onnx::ModelProto m = make_model(opset, {"", "3", "8", "8"});
