@@ -168,7 +168,8 @@ std::string dims_str(const std::vector<int64_t>& dims) {
 
 std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
   std::vector<int64_t> s(dims.size(), 1);
-  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
+  for (size_t i = dims.size(); i-- > 1;)  // (an empty tensor may have other dims of any size)
+    VETO_CHECK(!__builtin_mul_overflow(s[i], dims[i], &s[i - 1]), "dims ", dims_str(dims), " are too large");
   return s;
 }
 
