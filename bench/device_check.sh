@@ -59,17 +59,17 @@ if ls .device/wheels/*.whl >/dev/null 2>&1; then
 fi
 cuda_flag=-DVETO_CUDA=OFF
 if [ "$backend" = cuda ]; then
-  cuda_flag="-DVETO_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90"
+  cuda_flag="-DVETO_CUDA=ON -DVETO_CUDA_ARCHITECTURES=90"  # the H200 only: half the nvcc time
   # cuDNN: the system's, else the one in PyTorch's install (nvidia/cudnn), which has only
   # versioned libraries: CMake's find_library needs a libcudnn.so beside them.
-  if [ -z "${CUDNN_ROOT:-}" ] && ! ls /usr/include/cudnn.h /usr/local/cuda/include/cudnn.h >/dev/null 2>&1; then
+  if [ -z "${CUDNN_ROOT:-}" ] && [ ! -e /usr/include/cudnn.h ] && [ ! -e /usr/local/cuda/include/cudnn.h ]; then
     wheel="$("$py" -c 'import nvidia.cudnn as c; print(list(c.__path__)[0])' 2>/dev/null)"
     if [ -n "$wheel" ]; then
       mkdir -p /tmp/veto-cudnn/lib
       ln -sfn "$wheel/include" /tmp/veto-cudnn/include
       for so in "$wheel"/lib/libcudnn*.so.*; do ln -sf "$so" /tmp/veto-cudnn/lib/; done
       ln -sf "$(ls "$wheel"/lib/libcudnn.so.* | head -1)" /tmp/veto-cudnn/lib/libcudnn.so
-      export CUDNN_ROOT=/tmp/veto-cudnn LD_LIBRARY_PATH="/tmp/veto-cudnn/lib:$LD_LIBRARY_PATH"
+      export CUDNN_ROOT=/tmp/veto-cudnn LD_LIBRARY_PATH="/tmp/veto-cudnn/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     fi
   fi
 fi
@@ -137,7 +137,7 @@ veto = json.load(open(f"{out}/veto.json"))
 torch = json.load(open(f"{out}/torch.json"))
 forward = {r["batch"]: r["images_per_second"] for r in veto if "job" not in r}
 jobs = {r["job"]: r for r in veto if "job" in r}
-rows, summary = [], {"forward": [], "jobs": {}}
+summary = {"forward": [], "jobs": {}}
 for r in torch["forward"]:
     v = forward.get(r["batch"])
     entry = dict(batch=r["batch"], torch_precision=r["precision"], torch_images_per_second=r["images_per_second"],
