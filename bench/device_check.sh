@@ -90,7 +90,7 @@ veto="$build/veto"
 tmp=/tmp/veto-device-check
 mkdir -p "$tmp"
 step torch 300 - "$py" bench/torch_baseline.py --device "$backend" --batches "$batches" --precisions "$precisions" \
-  --conductance-images "$cond_images" --steps "$steps" --save-state-dict "$tmp/inception.pth" --out "$out/torch.json"
+  --conductance-images "$cond_images" --steps "$steps" --threads "$jobs" --save-state-dict "$tmp/inception.pth" --out "$out/torch.json"
 step convert 120 "$tmp/convert.log" "$py" weights_tools/convert.py --arch inception_v3_torchvision \
   --transform-input false "$tmp/inception.pth" "$tmp/inception.safetensors"
 "$py" - "$tmp" "$cond_images" <<'PY'

@@ -4,7 +4,7 @@ throughput per batch and precision, and Captum's LayerConductance over the 11 mi
 
     python3 bench/torch_baseline.py --device cuda --out torch.json \
         [--batches 1,32,128,256] [--precisions fp32,tf32,bf16] [--conductance-images 32] \
-        [--steps 10] [--save-state-dict inception.pth]
+        [--steps 10] [--threads T] [--save-state-dict inception.pth]
 
 torchvision's inception_v3 (random weights, seed 0, transform_input off, eval mode);
 --save-state-dict writes its weights so weights_tools/convert.py gives veto the identical
@@ -62,11 +62,14 @@ def main(argv=None):
     ap.add_argument("--conductance-images", type=int, default=32)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--size", type=int, default=299)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default, which may be 1)")
     ap.add_argument("--save-state-dict")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
 
     device = torch.device(a.device)
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True,
                                             transform_input=False).eval().to(device)
