@@ -4,7 +4,7 @@
 # (+ Captum) on the same jobs, writing into OUT_DIR (at most 8 files):
 #   summary.json  every number below and the ratios veto / PyTorch
 #   summary.txt   the same, readable, plus each step's status
-#   build.log, ctest.log, torch.json, veto.json
+#   build.log, ctest.log, torch.json, veto.json (one entry per veto job that finished)
 #
 #   bench/device_bundle.sh                      # here, once: .device/ (Debian .debs, captum wheel)
 #   run(command="bench/device_check.sh $OUT", carry=[".device"], timeout_s=540)
@@ -17,20 +17,28 @@
 # images/s. A dry run on a machine without a GPU: VETO_DEVICE_BACKEND=cpu (every step on
 # the CPU with small sizes), VETO_DEVICE_BUILD=DIR (build an existing build folder instead of
 # configuring build-device), VETO_DEVICE_TESTS=REGEX (a subset), PYTHON=/usr/bin/python3 (one
-# with torch, torchvision and numpy; default python3).
+# with torch, torchvision and numpy; default python3). The whole script keeps to
+# VETO_DEVICE_SECONDS (default 500): each step gets what is left, so a hung step still leaves
+# the summary of what finished.
 set -uo pipefail
-cd "$(dirname "$0")/.."
 out="${1:?usage: bench/device_check.sh OUT_DIR}"
-mkdir -p "$out"
+mkdir -p "$out" && out="$(cd "$out" && pwd)"
+cd "$(dirname "$0")/.."
 backend="${VETO_DEVICE_BACKEND:-cuda}"
 py="${PYTHON:-python3}"
 jobs="$(nproc)"
+deadline=$((SECONDS + ${VETO_DEVICE_SECONDS:-500}))
 summary="$out/summary.txt"
 : >"$summary"
 say() { echo "$*" | tee -a "$summary"; }
-step() {  # step NAME SECONDS LOG COMMAND...: runs with a time limit, output to LOG (- : here)
+step() {  # step NAME SECONDS LOG COMMAND...: at most SECONDS and what is left, output to LOG (- : here)
   local name="$1" limit="$2" log="$3"; shift 3
-  local start=$SECONDS rc
+  local left=$((deadline - SECONDS)) start=$SECONDS rc
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -le 5 ]; then
+    say "step $name: skipped, out of time"
+    return 124
+  fi
   if [ "$log" = - ]; then timeout "$limit" "$@"; else timeout "$limit" "$@" >"$log" 2>&1; fi
   rc=$?
   say "step $name: rc $rc, $((SECONDS - start)) s"
@@ -87,10 +95,11 @@ step ctest 240 "$out/ctest.log" ctest --test-dir "$build" -j"$jobs" -R "${VETO_D
 grep -E "tests passed|tests failed" "$out/ctest.log" | tee -a "$summary"
 
 veto="$build/veto"
-tmp=/tmp/veto-device-check
-mkdir -p "$tmp"
+tmp=/tmp/veto-device-check  # cleared: a warm machine keeps the last run's files
+rm -rf "$tmp" && mkdir -p "$tmp/jobs"
 step torch 300 - "$py" bench/torch_baseline.py --device "$backend" --batches "$batches" --precisions "$precisions" \
-  --conductance-images "$cond_images" --steps "$steps" --threads "$jobs" --save-state-dict "$tmp/inception.pth" --out "$out/torch.json"
+  --conductance-images "$cond_images" --steps "$steps" --threads "$jobs" --save-state-dict "$tmp/inception.pth" \
+  --out "$out/torch.json"
 step convert 120 "$tmp/convert.log" "$py" weights_tools/convert.py --arch inception_v3_torchvision \
   --transform-input false "$tmp/inception.pth" "$tmp/inception.safetensors"
 "$py" - "$tmp" "$cond_images" <<'PY'
@@ -102,49 +111,62 @@ np.save(f"{tmp}/x8.npy", rng.standard_normal((8, 3, 299, 299), dtype=np.float32)
 np.save(f"{tmp}/xc.npy", rng.standard_normal((n, 3, 299, 299), dtype=np.float32))
 PY
 
-{
-  echo "["
-  for b in ${batches//,/ }; do
-    "$veto" bench --model "$tmp/inception.safetensors" --backend "$backend" --input "$tmp/x8.npy" --batch "$b" \
-      --repeat 10 --format json
-    echo ","
-  done
-  "$veto" attribute --model "$tmp/inception.safetensors" --backend "$backend" --input "$tmp/xc.npy" --steps "$steps" \
-    --batch "$cond_images" --max-memory "$memory" --out "$tmp/attr.npy" --format json | "$py" -c \
-    "import json,sys; d=json.load(sys.stdin); d.pop('images'); d['job']='conductance'; print(json.dumps(d))"
-  echo ","
-  cifar=data/cifar10_test_0-999.bin
-  "$veto" mutants build --model resnet20 --backend "$backend" --data "$cifar" --limit "$mutant_limit" --op nai \
-    --gamma 0.002 --count 100 --seed 0 --out "$tmp/nai.safetensors" >/dev/null
-  "$veto" lcr --model resnet20 --backend "$backend" --mutants "$tmp/nai.safetensors" --data "$cifar" \
-    --limit "$lcr_limit" --batch 256 --format json | "$py" -c \
-    "import json,sys; d=json.load(sys.stdin); d.pop('images'); d['job']='lcr'; print(json.dumps(d))"
-  echo ","
-  rm -f "$tmp/features.safetensors"
-  "$veto" features --model resnet20 --backend "$backend" --mutants "$tmp/nai.safetensors" --data "$cifar" \
-    --limit "$features_limit" --batch 256 --max-memory "$memory" --out "$tmp/features.safetensors" --format json |
-    "$py" -c \
-    "import json,sys; d=json.load(sys.stdin); d['job']='features'; print(json.dumps(d))"
-  echo "]"
-} >"$out/veto.json" 2>"$tmp/veto.err"
-say "veto jobs: $("$py" -c "import json; print(len(json.load(open('$out/veto.json'))), 'results')" 2>&1)"
-[ -s "$tmp/veto.err" ] && tail -n 5 "$tmp/veto.err" | tee -a "$summary"
+job() {  # job NAME COMMAND...: one timed job, veto's JSON (stdout) into $tmp/jobs/NAME.json
+  local name="$1" result="$tmp/jobs/$1.json"; shift
+  # shellcheck disable=SC2016
+  if ! step "$name" 300 "$tmp/$name.err" sh -c '"$@" >"$0"' "$result" "$@"; then
+    [ -f "$tmp/$name.err" ] && tail -n 3 "$tmp/$name.err" | tee -a "$summary"
+    rm -f "$result"
+  fi
+}
+for b in ${batches//,/ }; do
+  job "forward_b$b" "$veto" bench --model "$tmp/inception.safetensors" --backend "$backend" --input "$tmp/x8.npy" \
+    --batch "$b" --repeat 10 --format json
+done
+job conductance "$veto" attribute --model "$tmp/inception.safetensors" --backend "$backend" --input "$tmp/xc.npy" \
+  --steps "$steps" --batch "$cond_images" --max-memory "$memory" --out "$tmp/attr.npy" --format json
+cifar=data/cifar10_test_0-999.bin
+step mutants 300 "$tmp/mutants.log" "$veto" mutants build --model resnet20 --backend "$backend" --data "$cifar" \
+  --limit "$mutant_limit" --op nai --gamma 0.002 --count 100 --seed 0 --out "$tmp/nai.safetensors"
+job lcr "$veto" lcr --model resnet20 --backend "$backend" --mutants "$tmp/nai.safetensors" --data "$cifar" \
+  --limit "$lcr_limit" --batch 256 --format json
+job features "$veto" features --model resnet20 --backend "$backend" --mutants "$tmp/nai.safetensors" \
+  --data "$cifar" --limit "$features_limit" --batch 256 --max-memory "$memory" --out "$tmp/features.safetensors" \
+  --format json
 
-"$py" - "$out" <<'PY' | tee -a "$summary"
-import json, sys
-out = sys.argv[1]
-veto = json.load(open(f"{out}/veto.json"))
-torch = json.load(open(f"{out}/torch.json"))
-forward = {r["batch"]: r["images_per_second"] for r in veto if "job" not in r}
-jobs = {r["job"]: r for r in veto if "job" in r}
+"$py" - "$out" "$tmp/jobs" <<'PY' | tee -a "$summary"
+import glob, json, os, sys
+out, job_dir = sys.argv[1], sys.argv[2]
+jobs = {}
+for path in sorted(glob.glob(f"{job_dir}/*.json")):
+    try:
+        with open(path) as f:
+            r = json.load(f)
+    except ValueError:
+        print(f"{path}: not JSON, left out")
+        continue
+    r.pop("images", None)  # per-input rows
+    jobs[os.path.basename(path)[:-5]] = r
+with open(f"{out}/veto.json", "w") as f:
+    json.dump(jobs, f, indent=2)
+try:
+    with open(f"{out}/torch.json") as f:
+        torch = json.load(f)
+except (OSError, ValueError):
+    torch = {"forward": [], "conductance": None}
+    print("torch.json is missing or incomplete: no PyTorch side")
+forward = {r["batch"]: r["images_per_second"] for name, r in jobs.items() if name.startswith("forward_")}
+jobs = {name: r for name, r in jobs.items() if not name.startswith("forward_")}
 summary = {"forward": [], "jobs": {}}
 for r in torch["forward"]:
     v = forward.get(r["batch"])
     entry = dict(batch=r["batch"], torch_precision=r["precision"], torch_images_per_second=r["images_per_second"],
                  veto_fp32_images_per_second=v, ratio=v / r["images_per_second"] if v else None)
     summary["forward"].append(entry)
-    print(f"forward batch {r['batch']:4d}: veto fp32 {v or 0:10.1f} img/s, PyTorch {r['precision']} "
-          f"{r['images_per_second']:10.1f} img/s, ratio {entry['ratio'] or 0:.2f}")
+    mine = f"{v:10.1f} img/s" if v else "    (none)"
+    ratio = f"{entry['ratio']:.2f}" if v else "n/a"
+    print(f"forward batch {r['batch']:4d}: veto fp32 {mine}, PyTorch {r['precision']} "
+          f"{r['images_per_second']:10.1f} img/s, ratio {ratio}")
 for name, r in jobs.items():
     summary["jobs"][name] = {k: r.get(k) for k in ("images_per_second", "seconds", "count", "steps", "backend")}
     print(f"{name}: veto {r['images_per_second']:.1f} img/s ({r.get('count')} inputs)")
@@ -153,6 +175,7 @@ if torch.get("conductance") and "conductance" in jobs:
     ratio = jobs["conductance"]["images_per_second"] / c["images_per_second"]
     summary["conductance_ratio_vs_captum"] = ratio
     print(f"conductance: Captum {c['images_per_second']:.2f} img/s ({c['images']} images), ratio {ratio:.2f}")
-summary["torch"] = {k: torch[k] for k in ("torch", "torchvision", "device", "gpu")}
+summary["veto_forward_fp32"] = forward
+summary["torch"] = {k: torch.get(k) for k in ("torch", "torchvision", "device", "gpu")}
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 PY

@@ -16,6 +16,7 @@ one layer per call; images/s = images / total time. Without captum only the forw
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -52,6 +53,12 @@ def time_forward(model, x, device, precision, warmup, repeat):
     return statistics.median(times)
 
 
+def write(path, report):
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda")
@@ -85,6 +92,7 @@ def main(argv=None):
                    "images_per_second": batch / median}
             report["forward"].append(row)
             print(json.dumps(row), flush=True)
+            write(a.out, report)  # what finished survives a time limit
     try:
         from captum.attr import LayerConductance
     except ImportError:
@@ -107,8 +115,7 @@ def main(argv=None):
         report["conductance"] = {"images": n, "steps": a.steps, "layers": len(MIXED), "seconds": seconds,
                                  "images_per_second": n / seconds}
         print(json.dumps(report["conductance"]), flush=True)
-    with open(a.out, "w") as f:
-        json.dump(report, f, indent=2)
+    write(a.out, report)
     return 0
 
 

@@ -27,7 +27,6 @@ veto.preprocess, so `--model FILE.onnx` finds the class names and preprocessing.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -41,8 +40,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import cifar_resnet_torch as crt  # noqa: E402
-
-CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+from onnx_export_common import CIFAR10, add_output_arguments, seeded_inputs, tag  # noqa: E402
 
 
 def resnet(depth, weights):
@@ -137,15 +135,11 @@ def main(argv=None):
     ap.add_argument("--arch", required=True, choices=[f"resnet{d}" for d in crt.DEPTHS] + ["inception_v3", "tiny"])
     ap.add_argument("--weights", help="upstream .th for the CIFAR ResNets")
     ap.add_argument("--seed", type=int, default=20240601, help="random weights of inception_v3")
-    ap.add_argument("--out", required=True, help="the .onnx to write")
-    ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--fold-batch-norm", action="store_true", help="let torch fold batch norms into the convs")
     ap.add_argument("--transform-input", choices=["true", "false"], default="true",
                     help="inception_v3: torchvision's input re-normalization (pretrained weights need it)")
     ap.add_argument("--native-out", help="inception_v3: also write convert.py's veto file of the same weights")
-    ap.add_argument("--inputs-out", help="write a seeded (N,3,H,W) float32 input batch (.npy)")
-    ap.add_argument("--logits-out", help="write PyTorch's logits for --inputs-out (.npy)")
-    ap.add_argument("--count", type=int, default=4, help="inputs in --inputs-out")
+    add_output_arguments(ap, "PyTorch")
     a = ap.parse_args(argv)
 
     if a.arch == "tiny":
@@ -157,7 +151,7 @@ def main(argv=None):
             ap.error(f"--weights is required for {a.arch}")
         model, size, pre, classes = resnet(int(a.arch[len("resnet"):]), a.weights)
 
-    x = torch.from_numpy(np.random.default_rng(a.seed).standard_normal((a.count, 3, size, size)).astype(np.float32))
+    x = torch.from_numpy(seeded_inputs(a.seed, a.count, size))
     torch.onnx.export(model, x[:2], a.out, input_names=["input"], output_names=["logits"], opset_version=a.opset,
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                       do_constant_folding=a.fold_batch_norm,
@@ -165,9 +159,7 @@ def main(argv=None):
     try:
         import onnx
         m = onnx.load(a.out)  # (AttributeError: libonnx-testdata alone leaves a bare "onnx" namespace)
-        for key, value in (("veto.classes", json.dumps(classes)), ("veto.preprocess", json.dumps(pre))):
-            entry = m.metadata_props.add()
-            entry.key, entry.value = key, value
+        tag(m, classes, pre)
         onnx.save(m, a.out)
         tagged = "with metadata_props veto.classes, veto.preprocess"
     except (ImportError, AttributeError):

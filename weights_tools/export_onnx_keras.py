@@ -25,7 +25,6 @@ TensorFlow's logits for it (the NHWC model on the transposed batch).
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -36,8 +35,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from onnx_export_common import CIFAR10, add_output_arguments, seeded_inputs, tag  # noqa: E402
 
-CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 SYSTEM_PYTHON = "/usr/bin/python3"  # convert.py's interpreter (Debian's h5py; see README.md)
 
 
@@ -77,12 +76,8 @@ def main(argv=None):
     ap.add_argument("--weights", help="keras_resnet20v1: the Keras 2 .h5")
     ap.add_argument("--seed", type=int, default=20240601, help="random weights of inception_v3_keras, inputs")
     ap.add_argument("--width-divisor", type=int, default=1, help="inception_v3_keras: divides every conv's width")
-    ap.add_argument("--out", required=True, help="the .onnx to write")
-    ap.add_argument("--opset", type=int, default=13)
     ap.add_argument("--native-out", help="inception_v3_keras: also write convert.py's veto file of the same weights")
-    ap.add_argument("--inputs-out", help="write a seeded (N,3,H,W) float32 input batch (.npy)")
-    ap.add_argument("--logits-out", help="write TensorFlow's logits for --inputs-out (.npy)")
-    ap.add_argument("--count", type=int, default=4, help="inputs in --inputs-out")
+    add_output_arguments(ap, "TensorFlow")
     a = ap.parse_args(argv)
 
     import onnx
@@ -102,14 +97,12 @@ def main(argv=None):
         return model(x, training=False)
 
     proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=a.opset, inputs_as_nchw=["input"])
-    for key, value in (("veto.classes", json.dumps(classes)), ("veto.preprocess", json.dumps(pre))):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    tag(proto, classes, pre)
     onnx.save(proto, a.out)
     print(f"wrote {a.out} ({a.arch}, opset {a.opset}, tf2onnx {tf2onnx.__version__}, "
           f"{len(proto.graph.node)} nodes, with metadata_props veto.classes, veto.preprocess)")
 
-    x = np.random.default_rng(a.seed).standard_normal((a.count, 3, size, size)).astype(np.float32)
+    x = seeded_inputs(a.seed, a.count, size)
     if a.inputs_out:
         np.save(a.inputs_out, x)
         print(f"wrote {a.inputs_out} {x.shape} float32")
