@@ -98,7 +98,7 @@ for m in "$out/keras20.safetensors" "$out/keras20.onnx"; do
     "$py" -c "import json,sys; print('  accuracy (${m##*.}):', json.load(sys.stdin)['accuracy'])"
 done
 
-echo "== InceptionV3 Keras (random weights, seed 20240601), tf2onnx (TensorFlow folds the batch norms)"
+echo "== InceptionV3 Keras (random weights, seed 20240601), tf2onnx (which folds the batch norms into the convolutions)"
 "$kpy" weights_tools/export_onnx_keras.py --arch inception_v3_keras --out "$out/inception_keras.onnx" \
   --native-out "$out/inception_keras.safetensors" --inputs-out "$out/inck_x.npy" \
   --logits-out "$out/inck_tf.npy" --count 4 >/dev/null 2>&1
