@@ -10,7 +10,7 @@
 #   run(command="bench/device_check.sh $OUT", carry=[".device"], timeout_s=540)
 #
 # Jobs: InceptionV3 299x299 (torchvision's, random weights, seed 0, the same file for both
-# sides) forward images/s at batch 1/32/128/256 (veto fp32; PyTorch fp32, tf32, bf16);
+# sides) forward images/s at batch 1/32/128/256 in fp32, tf32 and bf16 on both sides;
 # conductance images/s at the 11 mixed layers, n = 10 steps (veto's fused pass vs Captum's
 # LayerConductance layer by layer); on ResNet-20 with the bundled records, LCR images/s with
 # 100 NAI mutants (gamma 0.002) and the detection features (conductance at 9 blocks + LCR)
@@ -119,9 +119,14 @@ job() {  # job NAME COMMAND...: one timed job, veto's JSON (stdout) into $tmp/jo
     rm -f "$result"
   fi
 }
-for b in ${batches//,/ }; do
-  job "forward_b$b" "$veto" bench --model "$tmp/inception.safetensors" --backend "$backend" --input "$tmp/x8.npy" \
-    --batch "$b" --repeat 10 --format json
+# Batch 1 with every kernel launched each pass: what the CUDA Graph replay saves.
+job forward_nographs_b1 "$veto" bench --model "$tmp/inception.safetensors" --backend "$backend" --graphs off \
+  --input "$tmp/x8.npy" --batch 1 --repeat 10 --format json
+for p in ${precisions//,/ }; do
+  for b in ${batches//,/ }; do
+    job "forward_${p}_b$b" "$veto" bench --model "$tmp/inception.safetensors" --backend "$backend" \
+      --precision "$p" --input "$tmp/x8.npy" --batch "$b" --repeat 10 --format json
+  done
 done
 job conductance "$veto" attribute --model "$tmp/inception.safetensors" --backend "$backend" --input "$tmp/xc.npy" \
   --steps "$steps" --batch "$cond_images" --max-memory "$memory" --out "$tmp/attr.npy" --format json
@@ -130,9 +135,11 @@ step mutants 300 "$tmp/mutants.log" "$veto" mutants build --model resnet20 --bac
   --limit "$mutant_limit" --op nai --gamma 0.002 --count 100 --seed 0 --out "$tmp/nai.safetensors"
 job lcr "$veto" lcr --model resnet20 --backend "$backend" --mutants "$tmp/nai.safetensors" --data "$cifar" \
   --limit "$lcr_limit" --batch 256 --format json
-job features "$veto" features --model resnet20 --backend "$backend" --mutants "$tmp/nai.safetensors" \
-  --data "$cifar" --limit "$features_limit" --batch 256 --max-memory "$memory" --out "$tmp/features.safetensors" \
-  --format json
+for p in ${precisions//,/ }; do  # the detection features in each precision (LCR against the same mode's predictions)
+  job "features_$p" "$veto" features --model resnet20 --backend "$backend" --precision "$p" \
+    --mutants "$tmp/nai.safetensors" --data "$cifar" --limit "$features_limit" --batch 256 --max-memory "$memory" \
+    --out "$tmp/features_$p.safetensors" --format json
+done
 
 "$py" - "$out" "$tmp/jobs" <<'PY' | tee -a "$summary"
 import glob, json, os, sys
@@ -155,18 +162,25 @@ try:
 except (OSError, ValueError):
     torch = {"forward": [], "conductance": None}
     print("torch.json is missing or incomplete: no PyTorch side")
-forward = {r["batch"]: r["images_per_second"] for name, r in jobs.items() if name.startswith("forward_")}
+forward = {}  # (precision, batch) -> images/s, from the job names forward_<precision>_b<batch>
+for name, r in jobs.items():
+    if name.startswith("forward_"):
+        _, precision, batch = name.split("_")
+        forward[(precision, int(batch[1:]))] = r["images_per_second"]
 jobs = {name: r for name, r in jobs.items() if not name.startswith("forward_")}
 summary = {"forward": [], "jobs": {}}
 for r in torch["forward"]:
-    v = forward.get(r["batch"])
-    entry = dict(batch=r["batch"], torch_precision=r["precision"], torch_images_per_second=r["images_per_second"],
-                 veto_fp32_images_per_second=v, ratio=v / r["images_per_second"] if v else None)
+    v = forward.get((r["precision"], r["batch"]))
+    entry = dict(batch=r["batch"], precision=r["precision"], torch_images_per_second=r["images_per_second"],
+                 veto_images_per_second=v, ratio=v / r["images_per_second"] if v else None)
     summary["forward"].append(entry)
     mine = f"{v:10.1f} img/s" if v else "    (none)"
     ratio = f"{entry['ratio']:.2f}" if v else "n/a"
-    print(f"forward batch {r['batch']:4d}: veto fp32 {mine}, PyTorch {r['precision']} "
+    print(f"forward {r['precision']} batch {r['batch']:4d}: veto {mine}, PyTorch "
           f"{r['images_per_second']:10.1f} img/s, ratio {ratio}")
+if ("nographs", 1) in forward and ("fp32", 1) in forward:
+    summary["graph_replay_speedup_b1"] = forward[("fp32", 1)] / forward[("nographs", 1)]
+    print(f"forward fp32 batch 1: CUDA Graph replay {summary['graph_replay_speedup_b1']:.2f}x kernel by kernel")
 for name, r in jobs.items():
     summary["jobs"][name] = {k: r.get(k) for k in ("images_per_second", "seconds", "count", "steps", "backend")}
     print(f"{name}: veto {r['images_per_second']:.1f} img/s ({r.get('count')} inputs)")
@@ -175,7 +189,7 @@ if torch.get("conductance") and "conductance" in jobs:
     ratio = jobs["conductance"]["images_per_second"] / c["images_per_second"]
     summary["conductance_ratio_vs_captum"] = ratio
     print(f"conductance: Captum {c['images_per_second']:.2f} img/s ({c['images']} images), ratio {ratio:.2f}")
-summary["veto_forward_fp32"] = forward
+summary["veto_forward"] = {f"{p}_b{b}": v for (p, b), v in sorted(forward.items())}
 summary["torch"] = {k: torch.get(k) for k in ("torch", "torchvision", "device", "gpu")}
 json.dump(summary, open(f"{out}/summary.json", "w"), indent=2)
 PY

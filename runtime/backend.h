@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,28 @@ class DeviceBuffer {
  protected:
   float* data_ = nullptr;
   size_t size_ = 0;
+};
+
+// The arithmetic of convolutions and dense layers (where nearly all the FLOPs are).
+// Activations are stored in FP32 in every mode, and every other op computes in FP32.
+//   fp32: FP32 FMA math; agrees with the reference backend to FP32 rounding.
+//   tf32: inputs rounded to TF32 (10-bit mantissa) on tensor cores, FP32 accumulation.
+//   bf16: inputs and weights rounded to bfloat16 (8-bit mantissa) on tensor cores, FP32
+//         accumulation.
+// tf32 and bf16 exist on the CUDA backend only (tensor cores, Ampere and later).
+enum class Precision { FP32, TF32, BF16 };
+const char* precision_name(Precision precision);
+// "fp32", "tf32" or "bf16"; throws naming the value otherwise.
+Precision parse_precision(const std::string& name);
+
+// Device work a backend recorded once and can queue again as a whole (a CUDA Graph): a
+// replay skips the per-call launch cost of the work's many small kernels.
+class RecordedWork {
+ public:
+  virtual ~RecordedWork() = default;
+  // Queues the recorded work again. Returns false, queuing nothing, when the recording no
+  // longer holds (scratch memory it used has moved): record the work again.
+  virtual bool replay() = 0;
 };
 
 // What a convolution step computes after the convolution itself:
@@ -61,6 +84,21 @@ class Backend {
   // Device to device; the ranges must not overlap.
   virtual void copy(const float* from, float* to, size_t floats) = 0;
   virtual void synchronize() = 0;
+  // Host memory that upload_async can read while the caller goes on (page-locked on a GPU),
+  // for the input batches of dataset runs. data() is a host pointer.
+  virtual std::unique_ptr<DeviceBuffer> allocate_pinned(size_t floats) = 0;
+  // Queues the copy and returns at once: `host` (from allocate_pinned) must stay unchanged
+  // until the next download() or synchronize() returns. Host backends copy at once.
+  virtual void upload_async(const float* host, float* device, size_t floats) = 0;
+
+  // Records the device work that `work` queues, without running it, for replay. Null where
+  // this backend cannot record it (or capture failed): the caller then runs `work` itself.
+  // The work must queue the same calls on the same pointers every time (the memory's
+  // contents may change between replays: new inputs, mutated weights), must not wait for
+  // the device, and must not need more scratch memory than it used when it last ran
+  // unrecorded. The host backends "record" by keeping `work` and running it again: there
+  // is no launch cost to save, and the executor keeps one code path, tested on every backend.
+  virtual std::unique_ptr<RecordedWork> record(const std::function<void()>& work) = 0;
 
   // Forward kernels.
   virtual std::unique_ptr<Conv2dKernel> make_conv2d(const Conv2dOp& op, const Shape& input,
@@ -148,8 +186,9 @@ class Backend {
 };
 
 // "cpu" (fast kernels), "reference" (plain loops: the test oracle), "cuda", or "auto"
-// (CUDA when a device is present, else CPU). Throws naming the problem otherwise.
-std::unique_ptr<Backend> make_backend(const std::string& kind);
-std::unique_ptr<Backend> make_best_backend();
+// (CUDA when a device is present, else CPU). Throws naming the problem otherwise, and when
+// the backend lacks the precision (tf32 and bf16 need CUDA).
+std::unique_ptr<Backend> make_backend(const std::string& kind, Precision precision = Precision::FP32);
+std::unique_ptr<Backend> make_best_backend(Precision precision = Precision::FP32);
 
 }  // namespace veto

@@ -5,14 +5,36 @@
 
 namespace veto {
 
-std::unique_ptr<Backend> make_backend(const std::string& kind) {
-  if (kind == "cpu") return make_cpu_backend();
-  if (kind == "reference") return make_reference_backend();
-  if (kind == "auto") return make_best_backend();
+const char* precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::FP32: return "fp32";
+    case Precision::TF32: return "tf32";
+    case Precision::BF16: return "bf16";
+  }
+  return "?";
+}
+
+Precision parse_precision(const std::string& name) {
+  for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16})
+    if (name == precision_name(p)) return p;
+  fail("unknown precision '", name, "' (expected fp32, tf32 or bf16)");
+}
+
+namespace {
+std::unique_ptr<Backend> host_backend(const std::string& kind, Precision precision) {
+  VETO_CHECK(precision == Precision::FP32, "precision ", precision_name(precision), " needs the cuda backend (the ",
+             kind, " backend computes in fp32 only)");
+  return kind == "cpu" ? make_cpu_backend() : make_reference_backend();
+}
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(const std::string& kind, Precision precision) {
+  if (kind == "cpu" || kind == "reference") return host_backend(kind, precision);
+  if (kind == "auto") return make_best_backend(precision);
   if (kind == "cuda") {
 #ifdef VETO_HAVE_CUDA
     VETO_CHECK(cuda_device_available(), "backend 'cuda': no CUDA device is available on this machine");
-    return make_cuda_backend(Communicator::world().local_rank());
+    return make_cuda_backend(Communicator::world().local_rank(), precision);
 #else
     fail("backend 'cuda': this veto was built without CUDA (rebuild with nvcc and cuDNN installed)");
 #endif
@@ -20,11 +42,11 @@ std::unique_ptr<Backend> make_backend(const std::string& kind) {
   fail("unknown backend '", kind, "' (expected cpu, cuda, auto or reference)");
 }
 
-std::unique_ptr<Backend> make_best_backend() {
+std::unique_ptr<Backend> make_best_backend(Precision precision) {
 #ifdef VETO_HAVE_CUDA
-  if (cuda_device_available()) return make_cuda_backend(Communicator::world().local_rank());
+  if (cuda_device_available()) return make_cuda_backend(Communicator::world().local_rank(), precision);
 #endif
-  return make_cpu_backend();
+  return host_backend("cpu", precision);
 }
 
 }  // namespace veto

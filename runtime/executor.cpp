@@ -476,15 +476,51 @@ void Plan::forward_changed(const std::vector<int>& changed_nodes) {
     backend_.copy(snapshot + offset_[v], arena + offset_[v], static_cast<size_t>(shapes_[v].numel()));
     modified_[static_cast<size_t>(v)] = false;
   };
-  for (const StepRange& r : step_ranges_) {
-    if (!dirty[static_cast<size_t>(r.tail)]) continue;
-    for (int v : r.reads) restore_if_modified(v);
-    for (size_t s = r.begin; s < r.end; ++s) steps_[s]();
-    modified_[static_cast<size_t>(r.tail)] = true;
+  // First the values the recomputed steps read that an earlier change left modified (which
+  // ones depends on that change, so these copies stay out of the recording). Every value of
+  // an incremental plan has its own memory: no recomputed step writes over a restored one.
+  for (const StepRange& r : step_ranges_)
+    if (dirty[static_cast<size_t>(r.tail)])
+      for (int v : r.reads) restore_if_modified(v);
+  // Then the recomputed steps: the same calls for the same changed nodes every time.
+  std::vector<int> key = changed_nodes;
+  std::sort(key.begin(), key.end());
+  key.erase(std::unique(key.begin(), key.end()), key.end());
+  // The dirty set by value: a recording's closure outlives this call.
+  auto recompute = [this, dirty] {
+    for (const StepRange& r : step_ranges_)
+      if (dirty[static_cast<size_t>(r.tail)])
+        for (size_t s = r.begin; s < r.end; ++s) steps_[s]();
+  };
+  // A bound on the graphs kept per plan (mutant builds draw ~1000 candidates); past it, new
+  // change sets run unrecorded.
+  constexpr size_t kMaxChangeRecordings = 256;
+  auto found = changed_recordings_.find(key);
+  if (found == changed_recordings_.end() && changed_recordings_.size() < kMaxChangeRecordings) {
+    found = changed_recordings_.emplace(key, Recording{}).first;
+    found->second.warm = true;  // the full forward ran these very calls
   }
+  if (found != changed_recordings_.end())
+    run_recorded(found->second, recompute);
+  else
+    recompute();
+  for (const StepRange& r : step_ranges_)
+    if (dirty[static_cast<size_t>(r.tail)]) modified_[static_cast<size_t>(r.tail)] = true;
   // Outputs a caller may read that this change did not reach but an earlier one did.
   for (int v = 0; v < g.size(); ++v)
     if (kept_[static_cast<size_t>(v)]) restore_if_modified(v);
+}
+
+void Plan::run_recorded(Recording& recording, const std::function<void()>& work) {
+  if (options_.record && recording.warm && !recording.failed) {
+    if (recording.work && recording.work->replay()) return;
+    recording.work = backend_.record(work);  // the first time, or the last one went stale
+    if (recording.work && recording.work->replay()) return;
+    recording.work.reset();
+    recording.failed = true;
+  }
+  work();
+  recording.warm = true;
 }
 
 void Plan::forward(const float* host_input) {
@@ -492,10 +528,17 @@ void Plan::forward(const float* host_input) {
   forward();
 }
 
+void Plan::queue_forward(const float* pinned_input) {
+  backend_.upload_async(pinned_input, input(), static_cast<size_t>(shapes_[0].numel()));
+  forward();
+}
+
 float* Plan::input() { return arena_->data() + offset_[0]; }
 
 void Plan::forward() {
-  for (auto& step : steps_) step();
+  run_recorded(forward_recording_, [this] {
+    for (auto& step : steps_) step();
+  });
   if (options_.incremental) {
     backend_.copy(arena_->data(), snapshot_->data(), arena_floats_);
     modified_.assign(modified_.size(), false);
@@ -507,7 +550,9 @@ void Plan::backward_data(const float* host_seed) {
   VETO_CHECK(gradient_arena_, "this plan computes no gradients (list the layers in PlanOptions::gradients)");
   const int out = model_.graph.output();
   backend_.upload(host_seed, gradient_arena_->data() + gradient_offset_[out], static_cast<size_t>(shapes_[out].numel()));
-  for (auto& step : backward_steps_) step();
+  run_recorded(backward_recording_, [this] {
+    for (auto& step : backward_steps_) step();
+  });
 }
 
 const float* Plan::activation(const std::string& name) const {

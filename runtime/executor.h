@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -29,6 +30,10 @@ struct PlanOptions {
   // graph a weight change reaches, on top of the last full forward (mutant evaluation).
   // Not combined with gradients.
   bool incremental = false;
+  // After their first run, queue the forward and backward kernel calls (and each distinct
+  // forward_changed) through the backend's recording (a CUDA Graph: one launch instead of
+  // hundreds). Off: every call is issued every time (to measure what recording saves).
+  bool record = true;
 };
 
 class Plan {
@@ -43,6 +48,10 @@ class Plan {
   int64_t batch() const { return batch_; }
   // Runs the graph on `batch` preprocessed samples (host memory, batch x C x H x W).
   void forward(const float* host_input);
+  // As forward(host_input), but returns once the work is queued: `pinned_input` (from
+  // Backend::allocate_pinned) must stay unchanged until output()/logits() or the backend's
+  // synchronize() returns, so the caller can prepare the next batch meanwhile.
+  void queue_forward(const float* pinned_input);
   // Runs the graph on the samples already written into input() (device memory).
   void forward();
   float* input();
@@ -77,6 +86,13 @@ class Plan {
  private:
   struct ConvStep;
   void refresh(ConvStep& step);
+  // A fixed sequence of this plan's kernel calls, recorded for replay once it has run.
+  struct Recording {
+    std::unique_ptr<RecordedWork> work;
+    bool warm = false;    // ran once unrecorded: algorithms chosen, scratch memory sized
+    bool failed = false;  // the backend could not record it: always run it directly
+  };
+  void run_recorded(Recording& recording, const std::function<void()>& work);
 
   const Model& model_;
   Backend& backend_;
@@ -112,6 +128,9 @@ class Plan {
   size_t gradient_floats_ = 0;
   std::unique_ptr<DeviceBuffer> gradient_arena_;
   std::vector<std::function<void()>> backward_steps_;
+  Recording forward_recording_, backward_recording_;
+  // Per set of changed nodes given to forward_changed (mutants of one layer share one).
+  std::map<std::vector<int>, Recording> changed_recordings_;
 };
 
 }  // namespace veto

@@ -12,4 +12,22 @@ void HostBackend::set_threads(int threads) {
   omp_set_num_threads(threads > 0 ? threads : omp_get_num_procs());
 }
 
+namespace {
+class HostRecording : public RecordedWork {
+ public:
+  explicit HostRecording(std::function<void()> work) : work_(std::move(work)) {}
+  bool replay() override {
+    work_();
+    return true;
+  }
+
+ private:
+  std::function<void()> work_;
+};
+}  // namespace
+
+std::unique_ptr<RecordedWork> HostBackend::record(const std::function<void()>& work) {
+  return std::make_unique<HostRecording>(work);
+}
+
 }  // namespace veto

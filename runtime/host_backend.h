@@ -36,6 +36,9 @@ class HostBackend : public Backend {
     if (floats) std::memcpy(to, from, floats * sizeof(float));
   }
   void synchronize() override {}
+  std::unique_ptr<DeviceBuffer> allocate_pinned(size_t floats) override { return allocate(floats); }
+  void upload_async(const float* host, float* device, size_t floats) override { upload(host, device, floats); }
+  std::unique_ptr<RecordedWork> record(const std::function<void()>& work) override;
   void set_threads(int threads) override;
 };
 

@@ -163,6 +163,13 @@ TEST(Cli, BadFlagsAndNames) {
   expect_error(veto("eval --model resnet20 --data " + kCifar + " --limit abc"), "option '--limit' expects an integer");
   expect_error(veto("eval --model resnet20 --data " + kCifar + " --batch 0"), "option '--batch' must be in [1, 65536]");
   expect_error(veto("eval --model resnet20 --data " + kCifar + " --backend tpu"), "option '--backend' must be one of");
+  expect_error(veto("eval --model resnet20 --data " + kCifar + " --precision fp16"),
+               "option '--precision' must be one of fp32|tf32|bf16, got 'fp16'");
+  expect_error(veto("eval --model resnet20 --data " + kCifar + " --precision bf16"),
+               "precision bf16 needs the cuda backend (the cpu backend computes in fp32 only)");
+  expect_error(veto("run --data " + kCifar + " --out-dir " + scratch("run-tf32").string() +
+                    " --precision tf32 --backend reference"),
+               "precision tf32 needs the cuda backend (the reference backend computes in fp32 only)");
   expect_error(veto("eval --model resnet20"), "'veto eval' needs --data");
   expect_error(veto("predict --model resnet20"), "no inputs: give --data FILE or --input FILE...");
   expect_error(veto("eval --model resnet99 --data " + kCifar), "unknown model 'resnet99'");

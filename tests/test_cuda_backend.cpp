@@ -5,6 +5,7 @@
 // the host in test_cuda_host_kernels.cpp, which runs everywhere.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -13,10 +14,12 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/cuda/element_math.h"
 #include "runtime/backend.h"
 #include "runtime/dataset.h"
 #include "runtime/error.h"
 #include "runtime/executor.h"
+#include "runtime/inference.h"
 #include "runtime/lcr.h"
 #include "runtime/model.h"
 #include "runtime/mutation.h"
@@ -780,7 +783,9 @@ TEST_F(CudaBackendTest, IncrementalPlanMutantsMatchCpu) {
   Plan device(m, *cuda_, 16, incremental);
   device.forward(x.data());
   const MutantGenerator gen(m, MutationOperator::NAI, 0.02, 5);
-  for (int64_t k = 0; k < 4; ++k) {
+  // Twice over: the second round replays the recordings (CUDA Graphs) of the first.
+  for (int64_t round = 0; round < 8; ++round) {
+    const int64_t k = round % 4;
     const WeightDelta d = resolve_mutant(m, gen.draw(k));
     Tensor got, want;
     {
@@ -797,6 +802,200 @@ TEST_F(CudaBackendTest, IncrementalPlanMutantsMatchCpu) {
       EXPECT_NEAR(got[i], want[i], 1e-3f + 1e-3f * std::fabs(want[i])) << "mutant " << k << " logit " << i;
   }
   EXPECT_EQ(std::vector<float>(m.params.data(), m.params.data() + m.params.size()), before);
+}
+
+
+// --- precision modes, recording (CUDA Graphs), pinned dataset runs ----------------------------
+
+std::vector<float> bf16_rounded(std::vector<float> v) {
+  for (float& e : v) e = cuda_math::float_of_bf16_bits(cuda_math::bf16_bits_of(e));
+  return v;
+}
+
+float max_abs(const std::vector<float>& v) {
+  float m = 0.0f;
+  for (float e : v) m = std::max(m, std::fabs(e));
+  return m;
+}
+
+// |got - want| <= tolerance x max|want| everywhere (reduced precision errors scale with the
+// output's magnitude, not each element's).
+void expect_close_to_scale(const std::vector<float>& got, const std::vector<float>& want, float tolerance) {
+  ASSERT_EQ(got.size(), want.size());
+  const float bound = tolerance * max_abs(want);
+  ASSERT_GT(bound, 0.0f);
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(got[i])) << "index " << i;
+    ASSERT_NEAR(got[i], want[i], bound) << "index " << i;
+  }
+}
+
+// A convolution (bias, residual and ReLU fused) and its accumulating data gradient in tf32 or
+// bf16 against the reference on what the tensor cores see: for bf16 the input, the weights and
+// dy rounded to bfloat16 (tf32 rounds inside cuDNN; its tolerance covers it). The remaining
+// differences are the rounding of the bf16 result and the summation order.
+void expect_conv_precision_parity(Backend& device, Backend& reference, Precision precision, const Conv2dOp& op,
+                                  const Shape& input) {
+  const Shape out = infer_shape(op, {input}, "conv");
+  const bool bf16 = precision == Precision::BF16;
+  const std::vector<float> x = random_values(input.numel(), 40), weight = random_values(conv_weight_count(op), 41),
+                           bias = random_values(op.out_channels, 42), residual = random_values(out.numel(), 43),
+                           dy = random_values(out.numel(), 44), dx_start = random_values(input.numel(), 45);
+  const ConvFusion fusion{true, true};
+  auto forward = [&](Backend& b, const std::vector<float>& xv, const std::vector<float>& wv) {
+    return run_op(b, {xv, residual}, out.numel(), [&](Backend& bb, const auto& in, float* y) {
+      std::unique_ptr<Conv2dKernel> kernel = bb.make_conv2d(op, input, fusion);
+      kernel->set_weights(wv.data(), bias.data());
+      kernel->forward(in[0], y, in[1]);
+      bb.synchronize();
+    });
+  };
+  auto backward = [&](Backend& b, const std::vector<float>& dyv, const std::vector<float>& wv) {
+    return run_op(
+        b, {dyv}, input.numel(),
+        [&](Backend& bb, const auto& in, float* dx) {
+          std::unique_ptr<Conv2dKernel> kernel = bb.make_conv2d(op, input, fusion);
+          kernel->set_weights(wv.data(), bias.data());
+          kernel->backward_data(in[0], dx, true);
+          bb.synchronize();
+        },
+        dx_start);
+  };
+  const float tolerance = bf16 ? 1e-2f : 4e-3f;
+  const std::vector<float> seen_x = bf16 ? bf16_rounded(x) : x, seen_w = bf16 ? bf16_rounded(weight) : weight,
+                           seen_dy = bf16 ? bf16_rounded(dy) : dy;
+  {
+    SCOPED_TRACE("forward");
+    expect_close_to_scale(forward(device, x, weight), forward(reference, seen_x, seen_w), tolerance);
+  }
+  {
+    SCOPED_TRACE("backward_data");
+    expect_close_to_scale(backward(device, dy, weight), backward(reference, seen_dy, seen_w), tolerance);
+  }
+}
+
+class CudaPrecisionTest : public CudaBackendTest, public ::testing::WithParamInterface<Precision> {
+ protected:
+  void SetUp() override {
+    CudaBackendTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    try {
+      device_ = make_backend("cuda", GetParam());
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (what.find("compute capability") != std::string::npos) GTEST_SKIP() << what;
+      FAIL() << what;
+    }
+  }
+  std::unique_ptr<Backend> device_;
+};
+
+TEST_P(CudaPrecisionTest, NameSaysThePrecision) {
+  EXPECT_EQ(device_->name(), std::string("cuda ") + precision_name(GetParam()));
+}
+
+TEST_P(CudaPrecisionTest, Conv2dModelAndGroupedShapes) {
+  std::vector<ConvShapeCase> cases = conv_model_shapes();
+  for (const ConvShapeCase& k : conv_grouped_dilated_shapes()) cases.push_back(k);
+  for (const ConvShapeCase& k : cases) {
+    SCOPED_TRACE(k.what);
+    expect_conv_precision_parity(*device_, *reference_, GetParam(), k.op, k.input);
+  }
+}
+
+TEST_P(CudaPrecisionTest, Dense) {
+  DenseOp op;
+  op.in_features = 96;
+  op.out_features = 10;
+  op.has_bias = true;
+  const int64_t batch = 5;
+  const std::vector<float> x = random_values(batch * op.in_features, 50),
+                           w = random_values(op.out_features * op.in_features, 51), b = random_values(10, 52),
+                           dy = random_values(batch * op.out_features, 53);
+  const bool bf16 = GetParam() == Precision::BF16;
+  auto forward = [&](Backend& backend, const std::vector<float>& xv, const std::vector<float>& wv) {
+    return run_op(backend, {xv, wv, b}, static_cast<size_t>(batch * op.out_features),
+                  [&](Backend& bb, const auto& in, float* y) { bb.dense_forward(op, batch, in[0], in[1], in[2], y); });
+  };
+  auto backward = [&](Backend& backend, const std::vector<float>& dyv, const std::vector<float>& wv) {
+    return run_op(backend, {dyv, wv}, static_cast<size_t>(batch * op.in_features),
+                  [&](Backend& bb, const auto& in, float* dx) {
+                    bb.dense_backward_data(op, batch, in[0], in[1], dx, false);
+                  });
+  };
+  const float tolerance = bf16 ? 1e-2f : 4e-3f;
+  auto seen = [bf16](const std::vector<float>& v) { return bf16 ? bf16_rounded(v) : v; };
+  expect_close_to_scale(forward(*device_, x, w), forward(*reference_, seen(x), seen(w)), tolerance);
+  expect_close_to_scale(backward(*device_, dy, w), backward(*reference_, seen(dy), seen(w)), tolerance);
+}
+
+// The whole ResNet-20 on real CIFAR-10 records against the CPU's FP32: reduced precision moves
+// the logits a little and flips at most a few near-tie predictions.
+TEST_P(CudaPrecisionTest, Resnet20AgreesWithFp32) {
+  const Model m = load_model(std::string(VETO_REPO_DIR) + "/models/resnet20.safetensors");
+  auto data = open_cifar_dataset(std::string(VETO_REPO_DIR) + "/data/cifar10_test_0-999.bin", m.preprocess, 128);
+  auto cpu = make_backend("cpu");
+  const InferenceResult got = run_inference(m, *device_, *data, 64), want = run_inference(m, *cpu, *data, 64);
+  int agree = 0;
+  for (size_t i = 0; i < got.predictions.size(); ++i) agree += got.predictions[i] == want.predictions[i];
+  EXPECT_GE(agree, GetParam() == Precision::BF16 ? 122 : 126) << "of 128";
+  expect_close_to_scale(got.logits.values(), want.logits.values(), GetParam() == Precision::BF16 ? 0.08f : 0.02f);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, CudaPrecisionTest, ::testing::Values(Precision::TF32, Precision::BF16),
+                         [](const auto& info) { return std::string(precision_name(info.param)); });
+
+// A plan replays its CUDA Graphs after the first run: each replay must read the current input
+// (and weights), give what a plan issuing every call gives, and survive the workspace moving
+// under it (a bigger plan in between may grow the shared workspace: the graph is recorded again).
+TEST_F(CudaBackendTest, RecordedPlansReplayNewInputsAndSurviveAWorkspaceMove) {
+  const Model m = load_model(std::string(VETO_REPO_DIR) + "/models/resnet20.safetensors");
+  auto data = open_cifar_dataset(std::string(VETO_REPO_DIR) + "/data/cifar10_test_0-999.bin", m.preprocess, 8);
+  std::vector<float> x(static_cast<size_t>(8 * data->sample_size()));
+  data->load_batch(0, 8, x.data());
+  PlanOptions recorded, direct;
+  recorded.gradients = direct.gradients = {"layer2.1"};
+  direct.record = false;
+  Plan replaying(m, *cuda_, 4, recorded), issuing(m, *cuda_, 4, direct);
+  const std::vector<float> seed = random_values(40, 60);
+  const float* inputs[] = {x.data(), x.data() + 4 * data->sample_size(), x.data(), x.data() + 4 * data->sample_size()};
+  std::vector<std::vector<float>> logits;
+  for (int pass = 0; pass < 4; ++pass) {
+    SCOPED_TRACE(testing::Message() << "pass " << pass);
+    if (pass == 3) {
+      // Much larger activations: the convolutions may need a larger workspace.
+      Plan big(m, *cuda_, 512);
+      std::vector<float> noise = random_values(static_cast<size_t>(512 * data->sample_size()), 61);
+      big.forward(noise.data());
+      cuda_->synchronize();
+    }
+    replaying.forward(inputs[pass]);
+    issuing.forward(inputs[pass]);
+    replaying.backward_data(seed.data());
+    issuing.backward_data(seed.data());
+    const Tensor got = replaying.logits(), want = issuing.logits();
+    EXPECT_EQ(got.values(), want.values());
+    Tensor g1(replaying.shape("layer2.1")), g2(issuing.shape("layer2.1"));
+    cuda_->download(replaying.gradient("layer2.1"), g1.data(), static_cast<size_t>(g1.numel()));
+    cuda_->download(issuing.gradient("layer2.1"), g2.data(), static_cast<size_t>(g2.numel()));
+    EXPECT_EQ(g1.values(), g2.values());
+    logits.push_back(got.values());
+  }
+  EXPECT_NE(logits[0], logits[1]);
+  EXPECT_EQ(logits[0], logits[2]);
+  EXPECT_EQ(logits[1], logits[3]);
+}
+
+// Dataset inference stages batches through two pinned buffers while the device computes: the
+// same logits as the CPU, including the last partial batch (its own plan).
+TEST_F(CudaBackendTest, DatasetInferenceWithPinnedStagingMatchesCpu) {
+  const Model m = load_model(std::string(VETO_REPO_DIR) + "/models/resnet20.safetensors");
+  auto data = open_cifar_dataset(std::string(VETO_REPO_DIR) + "/data/cifar10_test_0-999.bin", m.preprocess, 300);
+  auto cpu = make_backend("cpu");
+  const InferenceResult got = run_inference(m, *cuda_, *data, 128), want = run_inference(m, *cpu, *data, 128);
+  ASSERT_EQ(got.logits.shape(), want.logits.shape());
+  for (int64_t i = 0; i < got.logits.numel(); ++i)
+    ASSERT_NEAR(got.logits[i], want.logits[i], 1e-3f + 1e-3f * std::fabs(want.logits[i])) << "logit " << i;
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <set>
 #include <utility>
@@ -970,6 +971,125 @@ TEST(CudaHostKernels, ConductanceLanesMatchReference) {
         expect_close(got_sums, want_sums, 1e-6f, 1e-6f);  // double sums: float rounding only
         expect_close(got_map, want_map, 1e-6f, 1e-6f);    // untouched without a map
       }
+  }
+}
+
+
+// --- bf16 convolutions (conv2d_bf16.cu, CudaConv2d in Precision::BF16) ---------------------
+
+float float_of_pattern(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+TEST(CudaHostKernels, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(cm::bf16_bits_of(1.0f), 0x3f80);
+  EXPECT_EQ(cm::bf16_bits_of(-2.5f), 0xc020);
+  EXPECT_EQ(cm::bf16_bits_of(float_of_pattern(0x3f808000u)), 0x3f80);  // a tie: to the even 0x3f80
+  EXPECT_EQ(cm::bf16_bits_of(float_of_pattern(0x3f818000u)), 0x3f82);  // a tie: to the even 0x3f82
+  EXPECT_EQ(cm::bf16_bits_of(float_of_pattern(0x3f808001u)), 0x3f81);  // just past the tie
+  EXPECT_EQ(cm::bf16_bits_of(float_of_pattern(0x3f807fffu)), 0x3f80);  // just below it
+  EXPECT_EQ(cm::bf16_bits_of(float_of_pattern(0x00018000u)), 0x0002);  // subnormals round too
+  EXPECT_EQ(cm::bf16_bits_of(0.0f), 0x0000);
+  EXPECT_EQ(cm::bf16_bits_of(-0.0f), 0x8000);
+  EXPECT_EQ(cm::bf16_bits_of(INFINITY), 0x7f80);
+  EXPECT_EQ(cm::bf16_bits_of(-INFINITY), 0xff80);
+  EXPECT_EQ(cm::bf16_bits_of(float_of_pattern(0x7f7fffffu)), 0x7f80);  // past the largest finite bf16
+  EXPECT_TRUE(std::isnan(cm::float_of_bf16_bits(cm::bf16_bits_of(NAN))));
+  // A NaN whose payload is only in the low half would round to infinity if treated as a number.
+  EXPECT_TRUE(std::isnan(cm::float_of_bf16_bits(cm::bf16_bits_of(float_of_pattern(0x7f800001u)))));
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f), exponent(-30.0f, 30.0f);
+  for (int i = 0; i < 100000; ++i) {
+    const float x = std::ldexp(mantissa(rng), static_cast<int>(exponent(rng)));
+    const float r = cm::float_of_bf16_bits(cm::bf16_bits_of(x));
+    ASSERT_LE(std::fabs(r - x), std::ldexp(1.0f, std::ilogb(x) - 8)) << x;  // half an ulp (8-bit mantissa)
+    ASSERT_EQ(cm::bf16_bits_of(r), cm::bf16_bits_of(x)) << x;       // bf16 values are fixed points
+  }
+}
+
+TEST(CudaHostKernels, NhwcAndKrscIndicesAreTheTransposes) {
+  const int64_t n = 2, c = 3, h = 4, w = 5;
+  std::set<int64_t> seen;
+  for (int64_t a = 0; a < n; ++a)
+    for (int64_t b = 0; b < c; ++b)
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+          const int64_t nchw = ((a * c + b) * h + y) * w + x, nhwc = ((a * h + y) * w + x) * c + b;
+          EXPECT_EQ(cm::nhwc_index_of(nchw, c, h * w), nhwc);
+          // Weights: O = a, I = b, kh = y, kw = x.
+          EXPECT_EQ(cm::krsc_index_of(nchw, c, h * w), nhwc);
+          seen.insert(nhwc);
+        }
+  EXPECT_EQ(seen.size(), static_cast<size_t>(n * c * h * w));
+}
+
+// CudaConv2d's bf16 path with cuDNN replaced by a plain NHWC x KRSC convolution (what cuDNN
+// computes from those layouts): the padded bf16 NHWC input (conv2d_to_bf16_nhwc's body), the
+// KRSC weights (set_weights), and the epilogue's NHWC read give the reference convolution of the
+// bf16-rounded input and weights; the data gradient's crop reads back what the conversion wrote.
+TEST(CudaHostKernels, Conv2dBf16LayoutsMatchReference) {
+  for (const AsymmetricConvCase& k : kAsymmetricConvCases) {
+    SCOPED_TRACE(testing::Message() << "kernel " << k.kh << "x" << k.kw << " pads " << k.top << "," << k.left << ","
+                                    << k.bottom << "," << k.right << " groups " << k.groups);
+    const Conv2dOp op = asymmetric_conv_op(k);
+    const int64_t batch = 2, cg = op.in_channels / op.groups, kg = op.out_channels / op.groups;
+    const int64_t out_h = (k.h + k.top + k.bottom - k.span_h()) / k.sh + 1,
+                  out_w = (k.w + k.left + k.right - k.span_w()) / k.sw + 1;
+    std::vector<float> x = random_values(batch * op.in_channels * k.h * k.w, 31),
+                       weight = random_values(op.out_channels * cg * k.kh * k.kw, 32);
+    auto rounded = [](std::vector<float> v) {
+      for (float& e : v) e = cm::float_of_bf16_bits(cm::bf16_bits_of(e));
+      return v;
+    };
+    std::vector<float> want(batch * op.out_channels * out_h * out_w);
+    reference::conv2d_forward<float>(op, batch, k.h, k.w, rounded(x).data(), rounded(weight).data(), nullptr, out_h,
+                                     out_w, want.data());
+
+    const cm::PadGeometry g = explicit_padding(k);
+    const int64_t padded_spatial = g.out_h * g.out_w;
+    std::vector<uint16_t> x16(batch * op.in_channels * padded_spatial);
+    for_each_index(static_cast<int64_t>(x16.size()), [&](int64_t i) {
+      const int64_t source = cm::pad_source_index(g, i);
+      x16[cm::nhwc_index_of(i, op.in_channels, padded_spatial)] = cm::bf16_bits_of(source >= 0 ? x[source] : 0.0f);
+    });
+    std::vector<uint16_t> w16(weight.size());
+    for (size_t i = 0; i < weight.size(); ++i)
+      w16[cm::krsc_index_of(static_cast<int64_t>(i), cg, k.kh * k.kw)] = cm::bf16_bits_of(weight[i]);
+    const Conv2dOp sym = symmetric_part(op);
+    std::vector<float> y_nhwc(want.size());
+    for (int64_t n = 0; n < batch; ++n)
+      for (int64_t oy = 0; oy < out_h; ++oy)
+        for (int64_t ox = 0; ox < out_w; ++ox)
+          for (int64_t o = 0; o < op.out_channels; ++o) {
+            float sum = 0.0f;
+            for (int64_t r = 0; r < k.kh; ++r)
+              for (int64_t c = 0; c < k.kw; ++c) {
+                const int64_t iy = oy * k.sh - sym.pad_top + r * k.dh, ix = ox * k.sw - sym.pad_left + c * k.dw;
+                if (iy < 0 || iy >= g.out_h || ix < 0 || ix >= g.out_w) continue;
+                for (int64_t i = 0; i < cg; ++i) {
+                  const int64_t channel = (o / kg) * cg + i;
+                  sum += cm::float_of_bf16_bits(x16[((n * g.out_h + iy) * g.out_w + ix) * op.in_channels + channel]) *
+                         cm::float_of_bf16_bits(w16[((o * k.kh + r) * k.kw + c) * cg + i]);
+                }
+              }
+            y_nhwc[((n * out_h + oy) * out_w + ox) * op.out_channels + o] = sum;
+          }
+    std::vector<float> got(want.size());
+    for_each_index(static_cast<int64_t>(got.size()), [&](int64_t i) {
+      got[i] = y_nhwc[cm::nhwc_index_of(i, op.out_channels, out_h * out_w)];
+    });
+    expect_close(got, want, 1e-5f, 1e-5f);
+
+    // The data gradient's crop (conv2d_crop_from_bf16_nhwc) reads each input cell where the
+    // conversion put it.
+    std::vector<float> cropped(x.size());
+    for_each_index(static_cast<int64_t>(cropped.size()), [&](int64_t i) {
+      cropped[i] = cm::float_of_bf16_bits(
+          x16[cm::nhwc_index_of(cm::pad_target_index(g, i), op.in_channels, padded_spatial)]);
+    });
+    expect_close(cropped, rounded(x), 0.0f, 0.0f);
   }
 }
 

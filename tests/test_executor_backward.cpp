@@ -91,6 +91,39 @@ TEST(ExecutorBackward, FusedCpuMatchesUnfusedReferenceOnResnet20) {
                                1e-4);
 }
 
+// After their first run a plan's forward and backward calls are replayed from the backend's
+// recording (Backend::record). Every replay must compute on the current input and seed: the
+// same numbers as a plan that issues each call itself, whatever ran before.
+TEST(ExecutorBackward, ReplayedPassesFollowNewInputsAndSeeds) {
+  const Model m = load_model(kResnet20);
+  const Tensor x = cifar_records(m, 6);
+  const int64_t n = 3, classes = static_cast<int64_t>(m.classes.size());
+  auto cpu = make_backend("cpu");
+  PlanOptions recorded, direct;
+  recorded.gradients = direct.gradients = {"layer2.1"};
+  direct.record = false;
+  Plan replaying(m, *cpu, n, recorded), issuing(m, *cpu, n, direct);
+  const std::vector<float> seed_a = one_hot_seed(n, classes);
+  std::vector<float> seed_b(seed_a.rbegin(), seed_a.rend());
+  // Inputs a, b, a again and seeds a, b, b: the third pass repeats neither neighbour.
+  const float* inputs[] = {x.data(), x.data() + n * 3 * 32 * 32, x.data()};
+  const std::vector<float>* seeds[] = {&seed_a, &seed_b, &seed_b};
+  std::vector<Tensor> logits;
+  for (int pass = 0; pass < 3; ++pass) {
+    SCOPED_TRACE(testing::Message() << "pass " << pass);
+    replaying.forward(inputs[pass]);
+    issuing.forward(inputs[pass]);
+    replaying.backward_data(seeds[pass]->data());
+    issuing.backward_data(seeds[pass]->data());
+    const Tensor got = replaying.logits(), want = issuing.logits();
+    EXPECT_EQ(got.values(), want.values());
+    EXPECT_EQ(download(*cpu, replaying, "layer2.1").values(), download(*cpu, issuing, "layer2.1").values());
+    logits.push_back(got);
+  }
+  EXPECT_NE(logits[0].values(), logits[1].values());
+  EXPECT_EQ(logits[0].values(), logits[2].values());
+}
+
 TEST(ExecutorBackward, FusedCpuMatchesUnfusedReferenceOnKerasResnet20v1) {
   const Model m = load_model(kData + "/keras_resnet20v1_random.safetensors");
   expect_fused_matches_unfused(m, cifar_records(m, 2), {"input", "layer1.0", "layer2.0", "layer3.2"}, 1e-4);

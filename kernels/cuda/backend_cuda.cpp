@@ -20,9 +20,12 @@ namespace {
 
 class CudaBackend : public Backend {
  public:
-  explicit CudaBackend(int device) : context_(std::make_shared<cuda::CudaContext>(device)) {}
+  CudaBackend(int device, Precision precision) : context_(std::make_shared<cuda::CudaContext>(device, precision)) {}
 
-  std::string name() const override { return "cuda"; }
+  std::string name() const override {
+    return context_->precision() == Precision::FP32 ? "cuda"
+                                                    : std::string("cuda ") + precision_name(context_->precision());
+  }
 
   // A no-op on the device: kernels get their parallelism from their launch configuration, and
   // the host side only queues work on one stream (one host thread is all it needs). The count
@@ -47,6 +50,15 @@ class CudaBackend : public Backend {
         cudaMemcpyAsync(to, from, floats * sizeof(float), cudaMemcpyDeviceToDevice, context_->stream()));
   }
   void synchronize() override { context_->synchronize(); }
+  std::unique_ptr<DeviceBuffer> allocate_pinned(size_t floats) override {
+    return std::make_unique<cuda::PinnedBuffer>(context_, floats);
+  }
+  void upload_async(const float* host, float* device, size_t floats) override {
+    context_->upload_async(host, device, floats * sizeof(float));
+  }
+  std::unique_ptr<RecordedWork> record(const std::function<void()>& work) override {
+    return context_->record(context_, work);
+  }
 
   std::unique_ptr<Conv2dKernel> make_conv2d(const Conv2dOp& op, const Shape& input,
                                             const ConvFusion& fusion) override {
@@ -133,8 +145,8 @@ class CudaBackend : public Backend {
   void dense_forward(const DenseOp& op, int64_t batch, const float* x, const float* w, const float* bias,
                      float* y) override {
     context_->activate();
-    cuda::dense_forward(context_->cublas(), context_->stream(), batch, op.in_features, op.out_features, x, w, bias,
-                        y);
+    cuda::dense_forward(context_->cublas(), context_->gemm_compute_type(), context_->stream(), batch, op.in_features,
+                        op.out_features, x, w, bias, y);
   }
 
   void softmax_forward(int64_t rows, int64_t cols, const float* x, float* y) override {
@@ -185,7 +197,8 @@ class CudaBackend : public Backend {
   void dense_backward_data(const DenseOp& op, int64_t batch, const float* dy, const float* w, float* dx,
                            bool accumulate) override {
     context_->activate();
-    cuda::dense_backward_data(context_->cublas(), batch, op.in_features, op.out_features, dy, w, dx, accumulate);
+    cuda::dense_backward_data(context_->cublas(), context_->gemm_compute_type(), batch, op.in_features,
+                              op.out_features, dy, w, dx, accumulate);
   }
 
   void softmax_backward_data(int64_t rows, int64_t cols, const float* y, const float* dy, float* dx,
@@ -346,8 +359,8 @@ class CudaBackend : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(int local_rank) {
-  return std::make_unique<CudaBackend>(cuda::select_device(local_rank));
+std::unique_ptr<Backend> make_cuda_backend(int local_rank, Precision precision) {
+  return std::make_unique<CudaBackend>(cuda::select_device(local_rank), precision);
 }
 
 }  // namespace veto

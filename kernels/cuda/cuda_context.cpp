@@ -121,13 +121,21 @@ int select_device(int local_rank) {
   return local_rank % count;
 }
 
-CudaContext::CudaContext(int device) : device_(device) {
+namespace {
+// cuBLAS's recommended workspace on Hopper (32 MiB; 4 MiB suffices before it).
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+}  // namespace
+
+CudaContext::CudaContext(int device, Precision precision) : device_(device), precision_(precision) {
   int count = 0;
   VETO_CUDA_CHECK(cudaGetDeviceCount(&count));
   VETO_CHECK(device >= 0 && device < count, "CUDA: device ", device, " does not exist (", count,
              " device(s) available)");
   VETO_CUDA_CHECK(cudaSetDevice(device_));
   VETO_CUDA_CHECK(cudaGetDeviceProperties(&properties_, device_));
+  VETO_CHECK(precision_ == Precision::FP32 || properties_.major >= 8, "precision ", precision_name(precision_),
+             " needs tensor cores of compute capability 8.0 or later; device ", device_, " (", properties_.name,
+             ") has ", properties_.major, ".", properties_.minor);
   try {
     // Non-blocking: our stream does not serialize with the legacy default stream of other code.
     VETO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -135,11 +143,16 @@ CudaContext::CudaContext(int device) : device_(device) {
     VETO_CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
     VETO_CUBLAS_CHECK(cublasCreate(&cublas_));
     VETO_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-    // Plain FP32 so results match the CPU backends: default math never rounds FP32 inputs to
-    // TF32 (that takes CUBLAS_TF32_TENSOR_OP_MATH); said explicitly so it stays that way.
+    // Default math never rounds FP32 inputs to TF32 on its own (that takes
+    // CUBLAS_TF32_TENSOR_OP_MATH): the precision is chosen per GEMM by its compute type
+    // (gemm_compute_type), nowhere else.
     VETO_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
     allocator_ = std::make_unique<CachingAllocator>(device_, stream_);
+    cublas_workspace_ = allocator_->allocate(kCublasWorkspaceBytes, &cublas_workspace_bucket_);
+    VETO_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes));
   } catch (...) {
+    if (cublas_workspace_) allocator_->release(cublas_workspace_, cublas_workspace_bucket_);
+    allocator_.reset();
     if (cublas_) (void)cublasDestroy(cublas_);
     if (cudnn_) (void)cudnnDestroy(cudnn_);
     if (stream_) (void)cudaStreamDestroy(stream_);
@@ -151,6 +164,7 @@ CudaContext::~CudaContext() {
   (void)cudaSetDevice(device_);
   (void)cudaStreamSynchronize(stream_);
   if (workspace_) allocator_->release(workspace_, CachingAllocator::bucket_bytes(workspace_bytes_));
+  allocator_->release(cublas_workspace_, cublas_workspace_bucket_);
   allocator_.reset();  // frees every block (all buffers are gone: they hold this context)
   (void)cublasDestroy(cublas_);
   (void)cudnnDestroy(cudnn_);
@@ -159,8 +173,20 @@ CudaContext::~CudaContext() {
 
 void CudaContext::activate() const { VETO_CUDA_CHECK(cudaSetDevice(device_)); }
 
+cublasComputeType_t CudaContext::gemm_compute_type() const {
+  switch (precision_) {
+    case Precision::TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case Precision::BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case Precision::FP32: break;
+  }
+  return CUBLAS_COMPUTE_32F;
+}
+
 void* CudaContext::workspace(size_t bytes) {
   if (bytes <= workspace_bytes_) return workspace_;
+  VETO_CHECK(!recording_, "CUDA: the workspace would grow from ", workspace_bytes_, " to ", bytes,
+             " bytes while recording");
+  ++workspace_generation_;
   // The old block goes back to the allocator: only work queued later on this stream can reuse
   // it, so kernels already queued with it finish first.
   size_t bucket = 0;
@@ -193,6 +219,13 @@ void CudaContext::upload(const void* host, void* device, size_t bytes) {
   if (is_page_locked(host)) VETO_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
+void CudaContext::upload_async(const void* host, void* device, size_t bytes) {
+  if (bytes == 0) return;
+  activate();
+  VETO_CHECK(host && device, "CUDA upload: null pointer (host ", host, ", device ", device, ")");
+  VETO_CUDA_CHECK(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream_));
+}
+
 void CudaContext::download(const void* device, void* host, size_t bytes) {
   if (bytes == 0) return;
   activate();
@@ -204,6 +237,90 @@ void CudaContext::download(const void* device, void* host, size_t bytes) {
 void CudaContext::synchronize() {
   activate();
   VETO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+// --- Recording (CUDA Graphs) ---------------------------------------------------------------------
+
+namespace {
+
+class CudaGraph : public RecordedWork {
+ public:
+  CudaGraph(std::shared_ptr<CudaContext> context, cudaGraphExec_t exec)
+      : context_(std::move(context)), exec_(exec), generation_(context_->workspace_generation()) {}
+  ~CudaGraph() override {
+    (void)cudaSetDevice(context_->device());
+    (void)cudaGraphExecDestroy(exec_);
+  }
+  CudaGraph(const CudaGraph&) = delete;
+  CudaGraph& operator=(const CudaGraph&) = delete;
+
+  bool replay() override {
+    // The graph holds the workspace pointer of its capture: once the workspace has moved, the
+    // old block may belong to someone else.
+    if (context_->workspace_generation() != generation_) return false;
+    context_->activate();
+    VETO_CUDA_CHECK(cudaGraphLaunch(exec_, context_->stream()));
+    return true;
+  }
+
+ private:
+  std::shared_ptr<CudaContext> context_;
+  cudaGraphExec_t exec_;
+  uint64_t generation_;
+};
+
+}  // namespace
+
+std::unique_ptr<RecordedWork> CudaContext::record(std::shared_ptr<CudaContext> self,
+                                                  const std::function<void()>& work) {
+  activate();
+  // Thread-local mode: other threads' CUDA calls (none in veto, but a host library's) do not
+  // invalidate this capture.
+  if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return nullptr;
+  }
+  recording_ = true;
+  bool queued = true;
+  try {
+    work();
+  } catch (const std::exception&) {
+    // Nothing ran (capture only records): the caller runs the work itself, and a genuine
+    // error is reported from there.
+    queued = false;
+  }
+  recording_ = false;
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+  cudaGraphExec_t exec = nullptr;
+  bool made = queued && ended == cudaSuccess && graph &&
+              cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+  if (graph) (void)cudaGraphDestroy(graph);
+  (void)cudaGetLastError();  // a failed capture leaves its error behind: not the caller's
+  if (!made) return nullptr;
+  return std::make_unique<CudaGraph>(std::move(self), exec);
+}
+
+// --- PinnedBuffer -------------------------------------------------------------------------------
+
+PinnedBuffer::PinnedBuffer(std::shared_ptr<CudaContext> context, size_t floats) : context_(std::move(context)) {
+  context_->activate();
+  void* host = nullptr;
+  const size_t bytes = std::max<size_t>(floats, 1) * sizeof(float);
+  const cudaError_t status = cudaHostAlloc(&host, bytes, cudaHostAllocDefault);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail("CUDA: cannot allocate ", bytes, " bytes of page-locked host memory (", cudaGetErrorString(status), ")");
+  }
+  data_ = static_cast<float*>(host);
+  size_ = floats;
+}
+
+PinnedBuffer::~PinnedBuffer() {
+  (void)cudaSetDevice(context_->device());
+  // Queued copies may still read it.
+  (void)cudaStreamSynchronize(context_->stream());
+  (void)cudaFreeHost(data_);
 }
 
 // --- CudaBuffer -------------------------------------------------------------------------------

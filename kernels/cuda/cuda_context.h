@@ -12,6 +12,8 @@
 #include <cudnn.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -56,8 +58,9 @@ class CachingAllocator {
 
 class CudaContext {
  public:
-  // Binds to `device` (an index below cudaGetDeviceCount); throws veto::Error when it cannot.
-  explicit CudaContext(int device);
+  // Binds to `device` (an index below cudaGetDeviceCount); throws veto::Error when it cannot,
+  // or when the device lacks the tensor cores tf32 and bf16 need (compute capability 8.0).
+  CudaContext(int device, Precision precision);
   ~CudaContext();
   CudaContext(const CudaContext&) = delete;
   CudaContext& operator=(const CudaContext&) = delete;
@@ -67,6 +70,9 @@ class CudaContext {
   cudnnHandle_t cudnn() const { return cudnn_; }
   cublasHandle_t cublas() const { return cublas_; }
   const cudaDeviceProp& properties() const { return properties_; }
+  Precision precision() const { return precision_; }
+  // The cuBLAS compute type of the precision (dense layers).
+  cublasComputeType_t gemm_compute_type() const;
 
   // Makes this context's device current on the calling thread (every entry point calls it, so
   // contexts on different devices can be used from one thread).
@@ -75,18 +81,28 @@ class CudaContext {
   CachingAllocator& allocator() { return *allocator_; }
 
   // Scratch memory of at least `bytes`, valid for work queued on this stream until the next
-  // call; grows on demand and never shrinks. Do not keep the pointer across calls.
+  // call; grows on demand and never shrinks. Do not keep the pointer across calls. Growing
+  // while recording fails (the recording would hold the old block).
   void* workspace(size_t bytes);
   size_t workspace_bytes() const { return workspace_bytes_; }
+  // Counts the workspace's moves: a recording made at another generation is stale.
+  uint64_t workspace_generation() const { return workspace_generation_; }
+
+  // Records what `work` queues on the stream into a CUDA Graph (see Backend::record); null
+  // when capture fails (a library call that cannot be captured, or the workspace would grow).
+  std::unique_ptr<RecordedWork> record(std::shared_ptr<CudaContext> self, const std::function<void()>& work);
 
   // Host <-> device copies on the stream. upload returns once the host memory may be reused;
   // download returns once the host memory holds the data.
   void upload(const void* host, void* device, size_t bytes);
+  // Returns at once; page-locked `host` must stay unchanged until the stream passes the copy.
+  void upload_async(const void* host, void* device, size_t bytes);
   void download(const void* device, void* host, size_t bytes);
   void synchronize();
 
  private:
   int device_ = 0;
+  Precision precision_ = Precision::FP32;
   cudaDeviceProp properties_{};
   cudaStream_t stream_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
@@ -94,6 +110,23 @@ class CudaContext {
   std::unique_ptr<CachingAllocator> allocator_;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  uint64_t workspace_generation_ = 0;
+  bool recording_ = false;
+  // cuBLAS's own workspace, set explicitly so that captured GEMMs never allocate.
+  void* cublas_workspace_ = nullptr;
+  size_t cublas_workspace_bucket_ = 0;
+};
+
+// Page-locked host memory (cudaHostAlloc), freed when destroyed; data() is a host pointer.
+class PinnedBuffer : public DeviceBuffer {
+ public:
+  PinnedBuffer(std::shared_ptr<CudaContext> context, size_t floats);
+  ~PinnedBuffer() override;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+
+ private:
+  std::shared_ptr<CudaContext> context_;
 };
 
 // Device memory of a context, handed back to its caching allocator when destroyed. Holds the

@@ -126,13 +126,27 @@ void conv2d_pad_input(cudaStream_t stream, const cuda_math::PadGeometry& geometr
 void conv2d_pad_input_backward_data(cudaStream_t stream, const cuda_math::PadGeometry& geometry, int64_t planes,
                                     const float* padded_dx, float* dx, bool accumulate);
 
-// dense.cu: y (batch, out) = x (batch, in) * w^T + bias, w (out, in); cuBLAS sgemm on the
+// conv2d_bf16.cu (bf16 convolutions): the FP32 NCHW input, padded as `geometry` says (no
+// padding: out == in), into bfloat16 NHWC `out`; cuDNN's bf16 NHWC output `conv` through the
+// epilogue into FP32 NCHW y (as conv2d_epilogue; residual may be y); the bf16 NHWC gradient
+// w.r.t. the padded input cropped into FP32 NCHW dx.
+void conv2d_to_bf16_nhwc(cudaStream_t stream, const cuda_math::PadGeometry& geometry, int64_t batch,
+                         int64_t channels, const float* x, uint16_t* out);
+void conv2d_epilogue_from_bf16_nhwc(cudaStream_t stream, int64_t count, int64_t channels, int64_t spatial,
+                                    const uint16_t* conv, const float* bias, const float* residual, bool relu,
+                                    float* y);
+void conv2d_crop_from_bf16_nhwc(cudaStream_t stream, const cuda_math::PadGeometry& geometry, int64_t batch,
+                                int64_t channels, const uint16_t* padded_dx, float* dx, bool accumulate);
+
+// dense.cu: y (batch, out) = x (batch, in) * w^T + bias, w (out, in); one cuBLAS GEMM (FP32
+// matrices, `compute` the precision: CUBLAS_COMPUTE_32F, _FAST_TF32 or _FAST_16BF) on the
 // handle's stream plus a bias kernel on `stream` (the same stream). bias may be null.
-void dense_forward(cublasHandle_t cublas, cudaStream_t stream, int64_t batch, int64_t in_features,
-                   int64_t out_features, const float* x, const float* w, const float* bias, float* y);
-// dx (batch, in) = dy (batch, out) * w (out, in): one sgemm on the handle's stream.
-void dense_backward_data(cublasHandle_t cublas, int64_t batch, int64_t in_features, int64_t out_features,
-                         const float* dy, const float* w, float* dx, bool accumulate);
+void dense_forward(cublasHandle_t cublas, cublasComputeType_t compute, cudaStream_t stream, int64_t batch,
+                   int64_t in_features, int64_t out_features, const float* x, const float* w, const float* bias,
+                   float* y);
+// dx (batch, in) = dy (batch, out) * w (out, in): one GEMM on the handle's stream.
+void dense_backward_data(cublasHandle_t cublas, cublasComputeType_t compute, int64_t batch, int64_t in_features,
+                         int64_t out_features, const float* dy, const float* w, float* dx, bool accumulate);
 
 // conductance.cu: y = baseline + alpha * (x - baseline) over `count` values.
 void interpolate(cudaStream_t stream, int64_t count, const float* baseline, const float* x, float alpha, float* y);

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define VETO_HOST_DEVICE __host__ __device__ __forceinline__
@@ -98,6 +99,43 @@ VETO_HOST_DEVICE int64_t pad_target_index(const PadGeometry& g, int64_t in_index
   const int64_t h = rem / g.in_w + g.pad_top;
   const int64_t w = rem % g.in_w + g.pad_left;
   return (plane * g.out_h + h) * g.out_w + w;
+}
+
+// --- bf16 convolutions ----------------------------------------------------------------------
+// In bf16 mode a convolution's input and weights are rounded to bfloat16 and laid out NHWC
+// (KRSC for the weights), the layout cuDNN's tensor-core kernels read without transposing;
+// its bf16 NHWC output is read back into the FP32 NCHW activation by the epilogue. bfloat16 is
+// held as its 16 bits (uint16_t): the upper half of the FP32 pattern.
+
+// Round to nearest, ties to even (__float2bfloat16_rn); NaN stays a (quiet) NaN, infinities
+// stay infinite, and values that round past the largest finite bfloat16 become infinite.
+VETO_HOST_DEVICE uint16_t bf16_bits_of(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+VETO_HOST_DEVICE float float_of_bf16_bits(uint16_t bits) {
+  const uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// Flat NHWC index of the element at flat NCHW index `nchw_index` (spatial = H*W).
+VETO_HOST_DEVICE int64_t nhwc_index_of(int64_t nchw_index, int64_t channels, int64_t spatial) {
+  const int64_t s = nchw_index % spatial;
+  const int64_t c = (nchw_index / spatial) % channels;
+  const int64_t n = nchw_index / (spatial * channels);
+  return (n * spatial + s) * channels + c;
+}
+
+// Flat KRSC (O, kh, kw, I) index of the weight at flat OIHW index `oihw_index`: the NHWC
+// filter layout is the NHWC tensor layout with O as the batch and I as the channels.
+VETO_HOST_DEVICE int64_t krsc_index_of(int64_t oihw_index, int64_t in_channels, int64_t kernel_spatial) {
+  return nhwc_index_of(oihw_index, in_channels, kernel_spatial);
 }
 
 // --- zero-pad shortcut (ResNet option A) ----------------------------------------------------

@@ -16,16 +16,21 @@ int cmd_bench(const std::vector<std::string>& words) {
   for (auto& s : input_options()) specs.push_back(s);
   specs.push_back({"repeat", OptionSpec::Value, "R", "timed forward passes", "10"});
   specs.push_back({"warmup", OptionSpec::Value, "W", "untimed forward passes first", "2"});
+  specs.push_back({"graphs", OptionSpec::Value, "on|off",
+                   "replay the forward as one recorded CUDA Graph (off: launch each kernel every pass)", "on"});
   specs.push_back({"format", OptionSpec::Value, "F", "table | json", "table"});
   Args args("bench", specs);
   if (!args.parse(words)) {
     std::cout << args.help("--model M (--data CIFAR.bin | --input FILE...) [options]",
                            "Times forward passes of one batch: the first --batch inputs (repeated when there\n"
-                           "are fewer). Reports images/s, the median and best time per batch, and the\n"
-                           "activation arena size. Input loading is not timed.");
+                           "are fewer), already on the device (loading and the upload are not timed, as in\n"
+                           "bench/torch_baseline.py). Reports images/s, the median and best time per batch,\n"
+                           "and the activation arena size.");
     return 0;
   }
   const std::string format = args.get_choice("format", "table", {"table", "json"});
+  PlanOptions options;
+  options.record = args.get_choice("graphs", "on", {"on", "off"}) == "on";
   const Model model = open_model(args);
   const auto data = open_inputs(args, model);
   auto backend = open_backend(args);
@@ -35,13 +40,14 @@ int cmd_bench(const std::vector<std::string>& words) {
   std::vector<float> inputs(static_cast<size_t>(batch * data->sample_size()));
   for (int64_t start = 0; start < batch; start += data->size())
     data->load_batch(0, std::min(data->size(), batch - start), inputs.data() + start * data->sample_size());
-  Plan plan(model, *backend, batch);
-  for (int64_t i = 0; i < warmup; ++i) plan.forward(inputs.data());
+  Plan plan(model, *backend, batch, options);
+  backend->upload(inputs.data(), plan.input(), inputs.size());
+  for (int64_t i = 0; i < warmup; ++i) plan.forward();
   backend->synchronize();
   std::vector<double> seconds;
   for (int64_t i = 0; i < repeat; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    plan.forward(inputs.data());
+    plan.forward();
     backend->synchronize();
     seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
@@ -54,6 +60,7 @@ int cmd_bench(const std::vector<std::string>& words) {
                                 {"backend", backend->name()},
                                 {"threads", threads_of(args)},
                                 {"batch", batch},
+                                {"graphs", options.record},
                                 {"repeat", repeat},
                                 {"median_ms", median * 1e3},
                                 {"best_ms", best * 1e3},

@@ -28,6 +28,7 @@ int cmd_run(const std::vector<std::string>& words) {
       {"detector", OptionSpec::Value, "KIND", "the detector saved for veto detect: logistic | mlp | two-stage", "two-stage"},
       {"groups", OptionSpec::Value, "G+G", "its feature groups", "conductance+lcr"},
       {"backend", OptionSpec::Value, "B", "cpu | cuda | auto | reference", "cpu"},
+      {"precision", OptionSpec::Value, "P", "conv and dense math: fp32 | tf32 | bf16 (the last two: cuda)", "fp32"},
       {"threads", OptionSpec::Value, "T", "CPU threads (0 = one per core)", "0"},
       max_memory_option("bound on a pass's activations and gradients")};
   for (auto& s : detection_options()) specs.push_back(s);
@@ -47,8 +48,9 @@ int cmd_run(const std::vector<std::string>& words) {
   VETO_CHECK(!ec && std::filesystem::is_directory(dir), "--out-dir: cannot create folder '", dir, "'",
              ec ? ": " + ec.message() : "");
   const std::string model = args.get("model", "resnet20"), data = args.get("data", "data/cifar10_test_0-999.bin");
-  std::vector<std::string> common{"--model", model, "--backend", args.get("backend", "cpu"), "--threads",
-                                  args.get("threads", "0"), "--max-memory", args.get("max-memory", "2048")};
+  std::vector<std::string> common{"--model", model, "--backend", args.get("backend", "cpu"), "--precision",
+                                  args.get("precision", "fp32"), "--threads", args.get("threads", "0"),
+                                  "--max-memory", args.get("max-memory", "2048")};
   auto with = [&](std::vector<std::string> words, const std::vector<std::string>& more) {
     words.insert(words.end(), more.begin(), more.end());
     return words;

@@ -16,6 +16,7 @@ namespace veto::cli {
 std::vector<OptionSpec> model_options() {
   return {{"model", OptionSpec::Value, "M", "model file (.safetensors) or bundled name (resnet20)"},
           {"backend", OptionSpec::Value, "B", "cpu | cuda | auto | reference (slow oracle)", "cpu"},
+          {"precision", OptionSpec::Value, "P", "conv and dense math: fp32 | tf32 | bf16 (the last two: cuda)", "fp32"},
           {"threads", OptionSpec::Value, "T", "CPU threads (0 = OMP_NUM_THREADS, else one per core, shared by MPI ranks)", "0"},
           {"batch", OptionSpec::Value, "B", "images per forward pass", "256"}};
 }
@@ -52,7 +53,8 @@ int threads_of(const Args& args) {
 }
 
 std::unique_ptr<Backend> open_backend(const Args& args) {
-  auto backend = make_backend(args.get_choice("backend", "cpu", {"cpu", "cuda", "auto", "reference"}));
+  auto backend = make_backend(args.get_choice("backend", "cpu", {"cpu", "cuda", "auto", "reference"}),
+                              parse_precision(args.get_choice("precision", "fp32", {"fp32", "tf32", "bf16"})));
   backend->set_threads(threads_of(args));
   return backend;
 }
