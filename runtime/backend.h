@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/ops.h"
 
@@ -61,6 +62,11 @@ class Conv2dKernel {
   // Host pointers: OIHW weight and (out_channels) bias, bias may be null. Called once
   // after creation and again whenever the weights change (a mutant delta).
   virtual void set_weights(const float* weight, const float* bias) = 0;
+  // Replaces whole output filters of the weights last set: `weight` holds each listed filter's
+  // (in_channels / groups) x kh x kw values in OIHW order, one filter after another in the
+  // order of `filters`; the bias and every other filter stay. A mutant's sparse delta and its
+  // revert: only the changed filters travel to the device.
+  virtual void set_filters(const std::vector<int64_t>& filters, const float* weight) = 0;
   // residual is null unless the kernel was made with ConvFusion::residual.
   virtual void forward(const float* x, float* y, const float* residual) = 0;
   // Data gradient of the convolution alone (no epilogue: the executor applies the ReLU mask

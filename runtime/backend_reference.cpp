@@ -45,6 +45,13 @@ class ReferenceConv2d : public Conv2dKernel {
     if (bias) bias_.assign(bias, bias + op_.out_channels);
   }
 
+  void set_filters(const std::vector<int64_t>& filters, const float* weight) override {
+    const int64_t size = check_conv_filters(op_, filters, weight, !weight_.empty(), "reference conv2d");
+    for (size_t f = 0; f < filters.size(); ++f)
+      std::copy(weight + static_cast<int64_t>(f) * size, weight + static_cast<int64_t>(f + 1) * size,
+                weight_.begin() + filters[f] * size);
+  }
+
   void forward(const float* x, float* y, const float* residual) override {
     reference::conv2d_forward(op_, input_[0], input_[2], input_[3], x, weight_.data(), bias_.data(), output_[2],
                               output_[3], y);

@@ -31,12 +31,48 @@ struct StepGroup {
 
 // Conv weights with the following batch norm folded in, computed in double:
 // w'[o] = w[o] * s[o], b'[o] = (b[o] - mean[o]) * s[o] + beta[o], s = gamma / sqrt(var + eps).
-void fold_conv_batch_norm(const Model& m, int conv, int bn, std::vector<float>& w, std::vector<float>& b) {
+// BnScale gives s[o]; fold_conv_filters folds chosen filters (each one's values after another,
+// in the order of `filters`), fold_conv_batch_norm all of them and the bias, so a mutant's
+// refolded filters are bit for bit those of a whole refold.
+struct BnScale {
+  const float *gamma, *var;
+  float eps;
+  double operator()(int64_t o) const {
+    return static_cast<double>(gamma[o]) / std::sqrt(static_cast<double>(var[o]) + eps);
+  }
+};
+BnScale bn_scale(const Model& m, int bn) {
+  const Node& n = m.graph.node(bn);
+  return {m.params.get(n.name + ".weight"), m.params.get(n.name + ".running_var"), std::get<BatchNormOp>(n.op).eps};
+}
+
+void fold_conv_filters(const Model& m, int conv, int bn, const std::vector<int64_t>& filters, std::vector<float>& w) {
   const Node& cn = m.graph.node(conv);
   const auto& op = std::get<Conv2dOp>(cn.op);
   const float* cw = m.params.get(cn.name + ".weight");
   const int64_t per_filter = (op.in_channels / op.groups) * op.kernel_h * op.kernel_w;  // a filter sees one group
-  w.assign(cw, cw + op.out_channels * per_filter);
+  w.resize(filters.size() * static_cast<size_t>(per_filter));
+  const BnScale scale = bn >= 0 ? bn_scale(m, bn) : BnScale{};
+  for (size_t f = 0; f < filters.size(); ++f) {
+    const int64_t o = filters[f];
+    VETO_CHECK(o >= 0 && o < op.out_channels, "node '", cn.name, "': no filter ", o);
+    const float* in = cw + o * per_filter;
+    float* out = w.data() + f * static_cast<size_t>(per_filter);
+    if (bn < 0) {
+      std::copy(in, in + per_filter, out);
+      continue;
+    }
+    const double s = scale(o);
+    for (int64_t i = 0; i < per_filter; ++i) out[i] = static_cast<float>(in[i] * s);
+  }
+}
+
+void fold_conv_batch_norm(const Model& m, int conv, int bn, std::vector<float>& w, std::vector<float>& b) {
+  const Node& cn = m.graph.node(conv);
+  const auto& op = std::get<Conv2dOp>(cn.op);
+  std::vector<int64_t> all(static_cast<size_t>(op.out_channels));
+  for (int64_t o = 0; o < op.out_channels; ++o) all[static_cast<size_t>(o)] = o;
+  fold_conv_filters(m, conv, bn, all, w);
   b.assign(static_cast<size_t>(op.out_channels), 0.0f);
   if (op.has_bias) {
     const float* cb = m.params.get(cn.name + ".bias");
@@ -44,16 +80,11 @@ void fold_conv_batch_norm(const Model& m, int conv, int bn, std::vector<float>& 
   }
   if (bn < 0) return;
   const Node& bnode = m.graph.node(bn);
-  const float eps = std::get<BatchNormOp>(bnode.op).eps;
-  const float* gamma = m.params.get(bnode.name + ".weight");
   const float* beta = m.params.get(bnode.name + ".bias");
   const float* mean = m.params.get(bnode.name + ".running_mean");
-  const float* var = m.params.get(bnode.name + ".running_var");
-  for (int64_t o = 0; o < op.out_channels; ++o) {
-    const double s = static_cast<double>(gamma[o]) / std::sqrt(static_cast<double>(var[o]) + eps);
-    for (int64_t i = 0; i < per_filter; ++i) w[o * per_filter + i] = static_cast<float>(w[o * per_filter + i] * s);
-    b[o] = static_cast<float>((static_cast<double>(b[o]) - mean[o]) * s + beta[o]);
-  }
+  const BnScale scale = bn_scale(m, bn);
+  for (int64_t o = 0; o < op.out_channels; ++o)
+    b[o] = static_cast<float>((static_cast<double>(b[o]) - mean[o]) * scale(o) + beta[o]);
 }
 
 // First-fit placement of values in one arena: value i (size[i] floats, live from step
@@ -450,12 +481,12 @@ void Plan::refresh_parameters() {
   for (auto& step : convs_) refresh(*step);
 }
 
-void Plan::refresh_convolutions(const std::vector<int>& conv_nodes) {
-  for (int node : conv_nodes) {
-    auto it = std::find_if(convs_.begin(), convs_.end(), [node](const auto& s) { return s->conv == node; });
-    VETO_CHECK(it != convs_.end(), "node ", node, " is not a convolution of this plan");
-    refresh(**it);
-  }
+void Plan::refresh_filters(int conv_node, const std::vector<int64_t>& filters) {
+  auto it = std::find_if(convs_.begin(), convs_.end(), [conv_node](const auto& s) { return s->conv == conv_node; });
+  VETO_CHECK(it != convs_.end(), "node ", conv_node, " is not a convolution of this plan");
+  std::vector<float> folded;
+  fold_conv_filters(model_, (*it)->conv, (*it)->batch_norm, filters, folded);
+  (*it)->kernel->set_filters(filters, folded.data());
 }
 
 void Plan::forward_changed(const std::vector<int>& changed_nodes) {

@@ -69,8 +69,10 @@ class Plan {
   const Shape& shape(const std::string& node) const;
   // Re-reads the model's parameters (after an in-place change of the parameter arena).
   void refresh_parameters();
-  // Re-reads the weights of these convolution nodes only (graph node indices).
-  void refresh_convolutions(const std::vector<int>& conv_nodes);
+  // Re-reads whole output filters of one convolution node (graph node index) after a weight
+  // delta changed them in the parameter arena: only those filters are folded and sent to the
+  // kernel, which patches them in place (the other filters and the bias stay).
+  void refresh_filters(int conv_node, const std::vector<int64_t>& filters);
   // Incremental plans only, after forward(): recomputes the nodes downstream of
   // `changed_nodes` (graph node indices, e.g. the convolutions a mutant changed; refresh
   // their weights first) and reads every other value from the last full forward, restoring

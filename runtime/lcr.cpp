@@ -64,16 +64,20 @@ std::vector<int> MutantRunner::predict(const WeightDelta& delta) {
   {
     const ScopedDelta applied(model_.params, delta);
     try {
-      plan.refresh_convolutions(delta.convs);
+      refresh_changed_filters(plan, delta);
       plan.forward_changed(delta.convs);
       predictions = argmax_rows(plan.logits());
     } catch (...) {
       error = std::current_exception();
     }
   }
-  plan.refresh_convolutions(delta.convs);  // the original weights again
+  refresh_changed_filters(plan, delta);  // the original weights again
   if (error) std::rethrow_exception(error);
   return predictions;
+}
+
+void refresh_changed_filters(Plan& plan, const WeightDelta& delta) {
+  for (size_t c = 0; c < delta.convs.size(); ++c) plan.refresh_filters(delta.convs[c], delta.filters[c]);
 }
 
 int64_t mutant_batch(const Model& model, int64_t requested, size_t max_memory) {

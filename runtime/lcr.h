@@ -55,6 +55,10 @@ class MutantRunner {
   std::vector<int> predictions_;
 };
 
+// Makes the plan's kernels read the filters `delta` changes from the model's parameters: call
+// it with the delta applied (ScopedDelta), and again once it is reverted.
+void refresh_changed_filters(Plan& plan, const WeightDelta& delta);
+
 // The largest batch (at most `requested`) whose fast-path plan fits `max_memory` bytes: per
 // image every activation and its copy (an upper bound: values fused away count too). Throws
 // when one image does not fit.

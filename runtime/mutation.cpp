@@ -156,7 +156,7 @@ Mutant MutantGenerator::draw(int64_t draw) const {
 WeightDelta resolve_mutant(const Model& model, const Mutant& mutant) {
   WeightDelta d;
   std::set<std::pair<int, int64_t>> seen;
-  std::set<int> convs;
+  std::map<int, std::vector<int64_t>> filters;  // conv node -> its changed filters
   for (const FilterEdit& e : mutant.edits) {
     VETO_CHECK(model.graph.contains(e.layer), "mutant ", mutant.draw, ": the model has no layer '", e.layer, "'");
     const int node = model.graph.find(e.layer);
@@ -176,9 +176,12 @@ WeightDelta resolve_mutant(const Model& model, const Mutant& mutant) {
     const int64_t offset = model.params.view(n.name + ".weight").offset + e.filter * size;
     d.runs.push_back({offset, size, static_cast<int64_t>(d.values.size())});
     d.values.insert(d.values.end(), e.values.begin(), e.values.end());
-    convs.insert(node);
+    filters[node].push_back(e.filter);
   }
-  d.convs.assign(convs.begin(), convs.end());
+  for (auto& [node, list] : filters) {
+    d.convs.push_back(node);
+    d.filters.push_back(std::move(list));
+  }
   return d;
 }
 

@@ -83,6 +83,7 @@ struct WeightDelta {
   std::vector<Run> runs;
   std::vector<float> values;
   std::vector<int> convs;  // graph node indices, ascending, unique
+  std::vector<std::vector<int64_t>> filters;  // per entry of convs: its changed output filters
 };
 // Throws naming the problem: unknown layer, not a convolution, filter out of range, wrong
 // value count, duplicate filter, non-finite value.

@@ -193,4 +193,17 @@ int64_t op_macs(const OpParams& op, const Shape& out) {
   return 0;
 }
 
+int64_t check_conv_filters(const Conv2dOp& op, const std::vector<int64_t>& filters, const float* weight,
+                           bool weights_set, const std::string& what) {
+  VETO_CHECK(weights_set, what, ": set_filters before set_weights");
+  VETO_CHECK(weight || filters.empty(), what, ": set_filters without weights");
+  std::vector<bool> seen(static_cast<size_t>(op.out_channels), false);
+  for (int64_t f : filters) {
+    VETO_CHECK(f >= 0 && f < op.out_channels, what, ": filter ", f, " out of range (", op.out_channels, " filters)");
+    VETO_CHECK(!seen[static_cast<size_t>(f)], what, ": filter ", f, " listed twice");
+    seen[static_cast<size_t>(f)] = true;
+  }
+  return (op.in_channels / op.groups) * op.kernel_h * op.kernel_w;
+}
+
 }  // namespace veto

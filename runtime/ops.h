@@ -125,6 +125,12 @@ struct ParamSpec {
 };
 std::vector<ParamSpec> param_specs(const OpParams& op, const std::string& node);
 
+// What every Conv2dKernel::set_filters checks: the weights were set, `weight` is given, and
+// every filter is in range and listed once. Returns one filter's value count. `what` names
+// the kernel in the message.
+int64_t check_conv_filters(const Conv2dOp& op, const std::vector<int64_t>& filters, const float* weight,
+                           bool weights_set, const std::string& what);
+
 // Multiply-accumulates per sample (for GFLOP/s counters and `veto info`).
 int64_t op_macs(const OpParams& op, const Shape& output);
 

@@ -16,6 +16,7 @@
 
 #include "kernels/cpu/conv2d.h"
 #include "kernels/reference/conv2d.h"
+#include "runtime/backend.h"
 #include "runtime/error.h"
 #include "runtime/ops.h"
 #include "tests/op_test_util.h"
@@ -321,6 +322,64 @@ TEST(Conv2dCpu, SetWeightsAgainRepacks) {
       previous = y;
     }
   }
+}
+
+// set_filters (a mutant's sparse delta) on both host backends: patching some filters gives,
+// bit for bit, what set_weights with the patched weights gives (forward and backward_data,
+// including after backward_data packed its own weights), the bias stays, and patching the old
+// filters back restores the original outputs.
+TEST(Conv2dSetFilters, EqualsSetWeightsOfThePatchedWeightsOnBothHostBackends) {
+  const std::vector<ConvCase> cases = {
+      {"plain 8->12", conv(8, 12, 3, 3, 1, 1, 1, 1, 1), {2, 8, 9, 9}, {2, 12, 9, 9}},
+      {"grouped 8->12 /4 dilated", grouped(conv(8, 12, 3, 3, 2, 2, 1, 1, 2), 4, 2, 1), {2, 8, 9, 9}, {}}};
+  for (const ConvCase& c : cases)
+    for (const char* kind : {"cpu", "reference"}) {
+      SCOPED_TRACE(c.name + " on " + kind);
+      auto backend = make_backend(kind);
+      ConvFusion fusion;
+      fusion.relu = true;
+      const Shape out = infer_shape(c.op, {c.input}, "conv");
+      const int64_t size = weight_count(c.op) / c.op.out_channels;
+      const auto x = random(c.input.numel(), 7), dy = random(out.numel(), 8), w = random(weight_count(c.op), 9),
+                 bias = random(c.op.out_channels, 10), fresh = random(2 * size, 11);
+      const std::vector<int64_t> filters{5, 0};
+      std::vector<float> patched = w, old_values;
+      for (size_t f = 0; f < filters.size(); ++f) {
+        const auto from = static_cast<std::ptrdiff_t>(filters[f] * size);
+        old_values.insert(old_values.end(), w.begin() + from, w.begin() + from + size);
+        std::copy(fresh.begin() + static_cast<std::ptrdiff_t>(f) * size,
+                  fresh.begin() + static_cast<std::ptrdiff_t>(f + 1) * size, patched.begin() + from);
+      }
+      auto run = [&](Conv2dKernel& k) {
+        std::vector<float> y(static_cast<size_t>(out.numel())), dx(static_cast<size_t>(c.input.numel()));
+        k.forward(x.data(), y.data(), nullptr);
+        k.backward_data(dy.data(), dx.data(), false);
+        y.insert(y.end(), dx.begin(), dx.end());
+        return y;
+      };
+      auto whole = backend->make_conv2d(c.op, c.input, fusion), sparse = backend->make_conv2d(c.op, c.input, fusion);
+      whole->set_weights(w.data(), bias.data());
+      sparse->set_weights(w.data(), bias.data());
+      const std::vector<float> original = run(*sparse);  // backward_data has packed its weights now
+      sparse->set_filters(filters, fresh.data());
+      whole->set_weights(patched.data(), bias.data());
+      const std::vector<float> changed = run(*sparse);
+      EXPECT_EQ(changed, run(*whole));
+      EXPECT_NE(changed, original);
+      sparse->set_filters(filters, old_values.data());
+      EXPECT_EQ(run(*sparse), original);
+
+      EXPECT_THROW(sparse->set_filters({c.op.out_channels}, fresh.data()), Error);
+      EXPECT_THROW(sparse->set_filters({1, 1}, fresh.data()), Error);
+      EXPECT_THROW(sparse->set_filters({1}, nullptr), Error);
+      auto unset = backend->make_conv2d(c.op, c.input, fusion);
+      try {
+        unset->set_filters({1}, fresh.data());
+        ADD_FAILURE() << "expected veto::Error";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("set_filters before set_weights"), std::string::npos) << e.what();
+      }
+    }
 }
 
 // The executor may add the residual in place: y and the residual are the same buffer.

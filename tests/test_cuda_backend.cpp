@@ -790,14 +790,14 @@ TEST_F(CudaBackendTest, IncrementalPlanMutantsMatchCpu) {
     Tensor got, want;
     {
       const ScopedDelta applied(m.params, d);
-      device.refresh_convolutions(d.convs);
+      refresh_changed_filters(device, d);
       device.forward_changed(d.convs);
       got = device.logits();
       Plan host(m, *cpu, 16);
       host.forward(x.data());
       want = host.logits();
     }
-    device.refresh_convolutions(d.convs);
+    refresh_changed_filters(device, d);
     for (int64_t i = 0; i < got.numel(); ++i)
       EXPECT_NEAR(got[i], want[i], 1e-3f + 1e-3f * std::fabs(want[i])) << "mutant " << k << " logit " << i;
   }
@@ -940,6 +940,51 @@ TEST_P(CudaPrecisionTest, Resnet20AgreesWithFp32) {
   for (size_t i = 0; i < got.predictions.size(); ++i) agree += got.predictions[i] == want.predictions[i];
   EXPECT_GE(agree, GetParam() == Precision::BF16 ? 122 : 126) << "of 128";
   expect_close_to_scale(got.logits.values(), want.logits.values(), GetParam() == Precision::BF16 ? 0.08f : 0.02f);
+}
+
+// set_filters on the device (conv2d_set_filters.cu): patching two filters gives, bit for bit,
+// what set_weights with the patched weights gives, and patching the old ones back restores
+// the original output.
+void expect_set_filters_equals_set_weights(Backend& device) {
+  const Conv2dOp op = grouped(conv_op(8, 12, 3, 3, 1, 1, 1, 1, 1, 1), 2);
+  const Shape input{2, 8, 9, 9};
+  const Shape out = infer_shape(op, {input}, "conv");
+  const int64_t size = static_cast<int64_t>(conv_weight_count(op)) / op.out_channels;
+  const std::vector<float> x = random_values(input.numel(), 70), w = random_values(conv_weight_count(op), 71),
+                           bias = random_values(op.out_channels, 72), fresh = random_values(2 * size, 73);
+  const std::vector<int64_t> filters{7, 2};
+  std::vector<float> patched = w, old_values;
+  for (size_t f = 0; f < filters.size(); ++f) {
+    const auto from = static_cast<std::ptrdiff_t>(filters[f] * size);
+    old_values.insert(old_values.end(), w.begin() + from, w.begin() + from + size);
+    std::copy(fresh.begin() + static_cast<std::ptrdiff_t>(f) * size,
+              fresh.begin() + static_cast<std::ptrdiff_t>(f + 1) * size, patched.begin() + from);
+  }
+  std::unique_ptr<Conv2dKernel> sparse = device.make_conv2d(op, input, ConvFusion{}),
+                                whole = device.make_conv2d(op, input, ConvFusion{});
+  auto run = [&](Conv2dKernel& k) {
+    return run_op(device, {x}, static_cast<size_t>(out.numel()), [&](Backend& b, const auto& in, float* y) {
+      k.forward(in[0], y, nullptr);
+      b.synchronize();
+    });
+  };
+  sparse->set_weights(w.data(), bias.data());
+  const std::vector<float> original = run(*sparse);
+  sparse->set_filters(filters, fresh.data());
+  whole->set_weights(patched.data(), bias.data());
+  const std::vector<float> changed = run(*sparse);
+  EXPECT_EQ(changed, run(*whole));
+  EXPECT_NE(changed, original);
+  sparse->set_filters(filters, old_values.data());
+  EXPECT_EQ(run(*sparse), original);
+}
+
+TEST_F(CudaBackendTest, Conv2dSetFiltersEqualsSetWeightsOfThePatchedWeights) {
+  expect_set_filters_equals_set_weights(*cuda_);
+}
+
+TEST_P(CudaPrecisionTest, Conv2dSetFiltersEqualsSetWeightsOfThePatchedWeights) {
+  expect_set_filters_equals_set_weights(*device_);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CudaPrecisionTest, ::testing::Values(Precision::TF32, Precision::BF16),

@@ -1093,5 +1093,36 @@ TEST(CudaHostKernels, Conv2dBf16LayoutsMatchReference) {
   }
 }
 
+
+// conv2d_set_filters' body: writing some filters through filter_weight_index into weights laid
+// out by set_weights (OIHW, or KRSC bf16) gives the layout of the patched OIHW weights.
+TEST(CudaHostKernels, SetFiltersPatchesTheFiltersInEitherLayout) {
+  const int64_t out = 6, per_group = 4, kernel_spatial = 3 * 2, size = per_group * kernel_spatial;
+  const std::vector<float> w = random_values(out * size, 51), fresh = random_values(2 * size, 52);
+  const std::vector<int64_t> filters{4, 1};
+  std::vector<float> patched = w;
+  for (size_t f = 0; f < filters.size(); ++f)
+    std::copy(fresh.begin() + static_cast<std::ptrdiff_t>(f) * size,
+              fresh.begin() + static_cast<std::ptrdiff_t>(f + 1) * size, patched.begin() + filters[f] * size);
+  for (bool krsc : {false, true}) {
+    SCOPED_TRACE(krsc ? "KRSC bf16" : "OIHW fp32");
+    const cm::FilterLayout layout{per_group, kernel_spatial, krsc};
+    auto laid_out = [&](const std::vector<float>& oihw) {  // what set_weights uploads
+      std::vector<float> v(oihw.size());
+      for (int64_t i = 0; i < static_cast<int64_t>(oihw.size()); ++i)
+        v[cm::filter_weight_index(layout, i / size, i % size)] =
+            krsc ? cm::float_of_bf16_bits(cm::bf16_bits_of(oihw[i])) : oihw[i];
+      return v;
+    };
+    std::vector<float> weights = laid_out(w);
+    for_each_index(static_cast<int64_t>(fresh.size()), [&](int64_t i) {
+      const float v = fresh[i];
+      weights[cm::filter_weight_index(layout, filters[i / size], i % size)] =
+          krsc ? cm::float_of_bf16_bits(cm::bf16_bits_of(v)) : v;
+    });
+    EXPECT_EQ(weights, laid_out(patched));
+  }
+}
+
 }  // namespace
 }  // namespace veto

@@ -76,12 +76,12 @@ void expect_incremental_matches_full(Model& m, const Tensor& x, const std::vecto
     Tensor want, got;
     {
       const ScopedDelta applied(m.params, deltas[i]);
-      plan.refresh_convolutions(deltas[i].convs);
+      refresh_changed_filters(plan, deltas[i]);
       plan.forward_changed(deltas[i].convs);
       got = plan.logits();
       want = full_forward(m, *backend, x);
     }
-    plan.refresh_convolutions(deltas[i].convs);
+    refresh_changed_filters(plan, deltas[i]);
     expect_bitwise_equal(got, want, "mutant " + std::to_string(i));
     EXPECT_NE(std::memcmp(got.data(), original.data(), static_cast<size_t>(got.numel()) * sizeof(float)), 0);
   }
@@ -132,14 +132,14 @@ TEST(IncrementalPlan, FoldedBatchNormKeepsTheOperatorsSemantics) {
     Tensor got, want;
     {
       const ScopedDelta applied(m.params, d);
-      fast.refresh_convolutions(d.convs);
+      refresh_changed_filters(fast, d);
       fast.forward_changed(d.convs);
       Plan oracle(m, *reference, 4, unfused);
       oracle.forward(x.data());
       got = fast.logits();
       want = oracle.logits();
     }
-    fast.refresh_convolutions(d.convs);
+    refresh_changed_filters(fast, d);
     expect_close(got.data(), want.data(), got.numel(), 1e-4f, 1e-4f, "NAI mutant vs unfused reference");
   }
 }

@@ -75,12 +75,10 @@ class OneDnnConv2d final : public Conv2dKernel {
 
   void set_weights(const float* weight, const float* bias) override {
     VETO_CHECK(weight != nullptr, what_, ": set_weights without weights");
+    // An OIHW copy: set_filters patches it and packs again.
+    oihw_.assign(weight, weight + out_channels_ * (op_.in_channels / op_.groups) * op_.kernel_h * op_.kernel_w);
     try {
-      user_weights_.set_data_handle(const_cast<float*>(weight));  // only read by the reorder
-      for (size_t i = 0; i < weights_.size(); ++i) weights_reorders_[i].execute(stream_, user_weights_, weights_[i]);
-      // Once backward_data has been used its packed weights follow every set_weights too.
-      for (size_t i = 0; i < backward_weights_.size(); ++i)
-        backward_weights_reorders_[i].execute(stream_, user_weights_, backward_weights_[i]);
+      pack_weights();
       float* b = static_cast<float*>(bias_.get_data_handle());
       if (bias)
         std::memcpy(b, bias, static_cast<size_t>(out_channels_) * sizeof(float));
@@ -91,6 +89,19 @@ class OneDnnConv2d final : public Conv2dKernel {
       fail(what_, ": oneDNN weight reorder failed: ", e.what());
     }
     has_weights_ = true;
+  }
+
+  void set_filters(const std::vector<int64_t>& filters, const float* weight) override {
+    const int64_t size = check_conv_filters(op_, filters, weight, has_weights_, what_);
+    for (size_t f = 0; f < filters.size(); ++f)
+      std::copy(weight + static_cast<int64_t>(f) * size, weight + static_cast<int64_t>(f + 1) * size,
+                oihw_.begin() + filters[f] * size);
+    try {
+      pack_weights();
+      stream_.wait();
+    } catch (const dnnl::error& e) {
+      fail(what_, ": oneDNN weight reorder failed: ", e.what());
+    }
   }
 
   void forward(const float* x, float* y, const float* residual) override {
@@ -127,6 +138,15 @@ class OneDnnConv2d final : public Conv2dKernel {
     } catch (const dnnl::error& e) {
       fail(what_, ": oneDNN backward_data failed: ", e.what());
     }
+  }
+
+  // oihw_ into every packed copy of the weights (the caller waits on the stream). Once
+  // backward_data has been used its packed weights follow too.
+  void pack_weights() {
+    user_weights_.set_data_handle(oihw_.data());  // only read by the reorders
+    for (size_t i = 0; i < weights_.size(); ++i) weights_reorders_[i].execute(stream_, user_weights_, weights_[i]);
+    for (size_t i = 0; i < backward_weights_.size(); ++i)
+      backward_weights_reorders_[i].execute(stream_, user_weights_, backward_weights_[i]);
   }
 
   std::string implementation() const {
@@ -368,6 +388,7 @@ class OneDnnConv2d final : public Conv2dKernel {
   dnnl::stream stream_{engine_};
   std::vector<Part> parts_;  // [0]: full chunks; [1]: the smaller last chunk, if any
   memory user_weights_, bias_;
+  std::vector<float> oihw_;  // the weights last set, patched by set_filters
   std::vector<memory> weights_;  // packed for the primitives
   std::vector<dnnl::reorder> weights_reorders_;
   // backward_data's (empty until its first call): the same for the backward-data primitives.

@@ -21,6 +21,9 @@
 // (cudnnGetConvolutionForwardAlgorithm_v7) rather than by timing (Find): the choice is the same
 // on every run, so results are reproducible run to run on one machine.
 //
+// A mutant's sparse delta (set_filters) uploads only the changed filters and scatters them into
+// the weights in place (conv2d_set_filters.cu), in either layout.
+//
 // Data gradient (backward_data): cudnnConvolutionBackwardData with the forward's descriptors, so
 // it is taken w.r.t. the padded input when the padding is asymmetric; a crop kernel
 // (conv2d_pad_input_backward_data) then keeps the input's cells. Its algorithm is chosen the same
@@ -31,6 +34,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
@@ -77,11 +81,12 @@ class CudaConv2d : public Conv2dKernel {
     if (bf16_) {
       // OIHW FP32 to KRSC (O, kh, kw, I/G) bfloat16, the NHWC filter layout.
       std::vector<uint16_t> krsc(weight_count());
-      const int64_t per_group = op_.in_channels / op_.groups;
-      for (size_t i = 0; i < krsc.size(); ++i)
-        krsc[static_cast<size_t>(cuda_math::krsc_index_of(static_cast<int64_t>(i), per_group,
-                                                          op_.kernel_h * op_.kernel_w))] =
-            cuda_math::bf16_bits_of(weight[i]);
+      const int64_t size = filter_layout().in_per_group * filter_layout().kernel_spatial;
+      for (size_t i = 0; i < krsc.size(); ++i) {
+        const int64_t at = cuda_math::filter_weight_index(filter_layout(), static_cast<int64_t>(i) / size,
+                                                          static_cast<int64_t>(i) % size);
+        krsc[static_cast<size_t>(at)] = cuda_math::bf16_bits_of(weight[i]);
+      }
       context_->upload(krsc.data(), weight_->data(), krsc.size() * sizeof(uint16_t));
     } else {
       context_->upload(weight, weight_->data(), weight_count() * sizeof(float));
@@ -89,6 +94,25 @@ class CudaConv2d : public Conv2dKernel {
     has_bias_ = bias != nullptr;
     if (bias) context_->upload(bias, bias_->data(), static_cast<size_t>(op_.out_channels) * sizeof(float));
     weights_set_ = true;
+  }
+
+  void set_filters(const std::vector<int64_t>& filters, const float* weight) override {
+    const int64_t size = check_conv_filters(op_, filters, weight, weights_set_, "CUDA conv2d");
+    if (filters.empty()) return;
+    context_->activate();
+    // One upload: the filter indices (int64, first: 8-byte aligned), then their values.
+    const size_t count = filters.size(), index_floats = 2 * count, values = count * static_cast<size_t>(size);
+    std::vector<float> staging(index_floats + values);
+    std::memcpy(staging.data(), filters.data(), count * sizeof(int64_t));
+    std::memcpy(staging.data() + index_floats, weight, values * sizeof(float));
+    // A smaller buffer queued kernels may still read goes back to the allocator, which only
+    // hands it to work queued after them.
+    if (!filter_staging_ || filter_staging_->size() < staging.size())
+      filter_staging_ = std::make_unique<CudaBuffer>(context_, staging.size());
+    context_->upload(staging.data(), filter_staging_->data(), staging.size() * sizeof(float));
+    conv2d_set_filters(context_->stream(), filter_layout(), static_cast<int64_t>(count),
+                       reinterpret_cast<const int64_t*>(filter_staging_->data()),
+                       filter_staging_->data() + index_floats, weight_->data());
   }
 
   void forward(const float* x, float* y, const float* residual) override {
@@ -167,6 +191,13 @@ class CudaConv2d : public Conv2dKernel {
  private:
   size_t weight_count() const {
     return static_cast<size_t>(op_.out_channels * (op_.in_channels / op_.groups) * op_.kernel_h * op_.kernel_w);
+  }
+  cuda_math::FilterLayout filter_layout() const {
+    cuda_math::FilterLayout l;
+    l.in_per_group = op_.in_channels / op_.groups;
+    l.kernel_spatial = op_.kernel_h * op_.kernel_w;
+    l.krsc = bf16_;
+    return l;
   }
   size_t output_count() const { return static_cast<size_t>(output_.numel()); }
   size_t padded_count() const {
@@ -326,6 +357,7 @@ class CudaConv2d : public Conv2dKernel {
   // gradient w.r.t. it within backward_data(); neither keeps it past the call, and both run on
   // the one stream, so one buffer serves both.
   std::unique_ptr<CudaBuffer> weight_, bias_, padded_;
+  std::unique_ptr<CudaBuffer> filter_staging_;  // set_filters' upload
   bool has_bias_ = false;
   bool weights_set_ = false;
 };

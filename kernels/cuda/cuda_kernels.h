@@ -138,6 +138,11 @@ void conv2d_epilogue_from_bf16_nhwc(cudaStream_t stream, int64_t count, int64_t 
 void conv2d_crop_from_bf16_nhwc(cudaStream_t stream, const cuda_math::PadGeometry& geometry, int64_t batch,
                                 int64_t channels, const uint16_t* padded_dx, float* dx, bool accumulate);
 
+// conv2d_set_filters.cu: values (filter_count x filter_size, OIHW within a filter) into the
+// listed output filters of `weights` (laid out as `layout` says); every other value stays.
+void conv2d_set_filters(cudaStream_t stream, const cuda_math::FilterLayout& layout, int64_t filter_count,
+                        const int64_t* filters, const float* values, void* weights);
+
 // dense.cu: y (batch, out) = x (batch, in) * w^T + bias, w (out, in); one cuBLAS GEMM (FP32
 // matrices, `compute` the precision: CUBLAS_COMPUTE_32F, _FAST_TF32 or _FAST_16BF) on the
 // handle's stream plus a bias kernel on `stream` (the same stream). bias may be null.

@@ -138,6 +138,18 @@ VETO_HOST_DEVICE int64_t krsc_index_of(int64_t oihw_index, int64_t in_channels, 
   return nhwc_index_of(oihw_index, in_channels, kernel_spatial);
 }
 
+// Where value j (OIHW order within the filter) of output filter `filter` lives in a CUDA
+// convolution's weights: OIHW in FP32, KRSC in bf16 (conv2d_set_filters, the sparse delta).
+struct FilterLayout {
+  int64_t in_per_group = 0, kernel_spatial = 0;  // (in_channels / groups), kh * kw
+  bool krsc = false;
+};
+
+VETO_HOST_DEVICE int64_t filter_weight_index(const FilterLayout& l, int64_t filter, int64_t j) {
+  const int64_t oihw = filter * l.in_per_group * l.kernel_spatial + j;
+  return l.krsc ? krsc_index_of(oihw, l.in_per_group, l.kernel_spatial) : oihw;
+}
+
 // --- zero-pad shortcut (ResNet option A) ----------------------------------------------------
 struct ZeroPadShortcutGeometry {
   int64_t channels = 0, in_h = 0, in_w = 0;      // input (per sample)
