@@ -30,7 +30,10 @@ class DeviceBuffer {
 //   fp32: FP32 FMA math; agrees with the reference backend to FP32 rounding.
 //   tf32: inputs rounded to TF32 (10-bit mantissa) on tensor cores, FP32 accumulation.
 //   bf16: inputs and weights rounded to bfloat16 (8-bit mantissa) on tensor cores, FP32
-//         accumulation.
+//         accumulation; a convolution's sum is then rounded to bfloat16 too (cuDNN writes
+//         bf16 outputs from bf16 inputs) before its FP32 bias, residual and ReLU. A shape
+//         cuDNN has no bf16 algorithm for keeps FP32 data with TF32 math. Dense layers
+//         return FP32 sums.
 // tf32 and bf16 exist on the CUDA backend only (tensor cores, Ampere and later).
 enum class Precision { FP32, TF32, BF16 };
 const char* precision_name(Precision precision);

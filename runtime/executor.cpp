@@ -527,10 +527,10 @@ void Plan::forward_changed(const std::vector<int>& changed_nodes) {
   // change sets run unrecorded.
   constexpr size_t kMaxChangeRecordings = 256;
   auto found = changed_recordings_.find(key);
-  if (found == changed_recordings_.end() && changed_recordings_.size() < kMaxChangeRecordings) {
+  // Like every recording, a change set is recorded on its second run: instantiating a graph
+  // costs more than issuing its calls once, and most change sets of a mutant build run once.
+  if (found == changed_recordings_.end() && changed_recordings_.size() < kMaxChangeRecordings)
     found = changed_recordings_.emplace(key, Recording{}).first;
-    found->second.warm = true;  // the full forward ran these very calls
-  }
   if (found != changed_recordings_.end())
     run_recorded(found->second, recompute);
   else

@@ -30,9 +30,9 @@ struct PlanOptions {
   // graph a weight change reaches, on top of the last full forward (mutant evaluation).
   // Not combined with gradients.
   bool incremental = false;
-  // After their first run, queue the forward and backward kernel calls (and each distinct
-  // forward_changed) through the backend's recording (a CUDA Graph: one launch instead of
-  // hundreds). Off: every call is issued every time (to measure what recording saves).
+  // From their second run on, queue the forward and backward kernel calls (and those of each
+  // distinct forward_changed) through the backend's recording (a CUDA Graph: one launch
+  // instead of hundreds). Off: every call is issued every time (to measure what it saves).
   bool record = true;
 };
 

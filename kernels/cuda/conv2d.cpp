@@ -63,7 +63,21 @@ class CudaConv2d : public Conv2dKernel {
     context_->activate();
     try {
       create_descriptors();
-      choose_algorithm();
+      bool chosen = choose_algorithm();
+      if (bf16_) {
+        // bf16 where cuDNN has bf16 algorithms for this shape both ways; where it has none
+        // (some depthwise or 3-channel shapes) this convolution keeps FP32 data, with the
+        // tensor-op math of the descriptor (TF32).
+        chosen = chosen && choose_backward_algorithm();
+        backward_algorithm_chosen_ = chosen;
+        if (!chosen) {
+          destroy_descriptors();
+          bf16_ = false;
+          create_descriptors();
+          chosen = choose_algorithm();
+        }
+      }
+      VETO_CHECK(chosen, "internal: CUDA conv2d found no algorithm");
     } catch (...) {
       destroy_descriptors();
       throw;
@@ -248,7 +262,8 @@ class CudaConv2d : public Conv2dKernel {
     VETO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y_desc_, format, type, n, c, h, w));
   }
 
-  void choose_algorithm() {
+  // Whether an algorithm was found (always, in FP32 data: implicit GEMM is the fallback).
+  bool choose_algorithm() {
     size_t free_bytes = 0, total_bytes = 0;
     VETO_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     const size_t limit = std::min(kMaxWorkspaceBytes, free_bytes / 2);
@@ -270,19 +285,19 @@ class CudaConv2d : public Conv2dKernel {
       if (bytes > limit) continue;
       algorithm_ = r.algo;
       workspace_bytes_ = bytes;
-      return;
+      return true;
     }
-    // Implicit GEMM supports every FP32 configuration in FMA math and needs no workspace; bf16
-    // has no such guarantee, so say which shape found no algorithm.
-    VETO_CHECK(!bf16_, "CUDA conv2d: cuDNN offers no bf16 forward algorithm for input ", input_.str(), " and ",
-               op_.out_channels, " filters of ", op_.kernel_h, "x", op_.kernel_w);
+    // Implicit GEMM supports every FP32 configuration and needs no workspace; bf16 has no such
+    // guarantee (the constructor then falls back to FP32 data).
+    if (bf16_) return false;
     algorithm_ = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
     VETO_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(context_->cudnn(), x_desc_, w_desc_, conv_desc_,
                                                              y_desc_, algorithm_, &workspace_bytes_));
+    return true;
   }
 
   // As choose_algorithm, for the data gradient; deterministic algorithms first.
-  void choose_backward_algorithm() {
+  bool choose_backward_algorithm() {
     size_t free_bytes = 0, total_bytes = 0;
     VETO_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     const size_t limit = std::min(kMaxWorkspaceBytes, free_bytes / 2);
@@ -307,15 +322,15 @@ class CudaConv2d : public Conv2dKernel {
         if (bytes > limit) continue;
         backward_algorithm_ = r.algo;
         backward_workspace_bytes_ = bytes;
-        return;
+        return true;
       }
-    // ALGO_1 is deterministic and supports every 2-D FP32 configuration in FMA math.
-    VETO_CHECK(!bf16_, "CUDA conv2d: cuDNN offers no bf16 data-gradient algorithm for input ", input_.str(), " and ",
-               op_.out_channels, " filters of ", op_.kernel_h, "x", op_.kernel_w);
+    // ALGO_1 is deterministic and supports every 2-D FP32 configuration; bf16: as above.
+    if (bf16_) return false;
     backward_algorithm_ = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
     VETO_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(context_->cudnn(), w_desc_, y_desc_, conv_desc_,
                                                                   x_desc_, backward_algorithm_,
                                                                   &backward_workspace_bytes_));
+    return true;
   }
 
   // Whether an algorithm's math is the precision's. fp32: FMA only (before Ampere default math
@@ -340,7 +355,7 @@ class CudaConv2d : public Conv2dKernel {
   Conv2dOp op_;
   Shape input_, output_;
   ConvFusion fusion_;
-  bool bf16_;
+  bool bf16_;  // bfloat16 NHWC data (false in bf16 mode where cuDNN had no bf16 algorithm)
 
   cuda_math::PadGeometry pad_geometry_;
   bool needs_padding_ = false;

@@ -186,11 +186,11 @@ void* CudaContext::workspace(size_t bytes) {
   if (bytes <= workspace_bytes_) return workspace_;
   VETO_CHECK(!recording_, "CUDA: the workspace would grow from ", workspace_bytes_, " to ", bytes,
              " bytes while recording");
-  ++workspace_generation_;
   // The old block goes back to the allocator: only work queued later on this stream can reuse
   // it, so kernels already queued with it finish first.
   size_t bucket = 0;
   void* grown = allocator_->allocate(bytes, &bucket);
+  ++workspace_generation_;  // only once it has moved: a failed allocation leaves recordings valid
   if (workspace_) allocator_->release(workspace_, CachingAllocator::bucket_bytes(workspace_bytes_));
   workspace_ = grown;
   workspace_bytes_ = bucket;
@@ -280,11 +280,13 @@ std::unique_ptr<RecordedWork> CudaContext::record(std::shared_ptr<CudaContext> s
     (void)cudaGetLastError();
     return nullptr;
   }
-  recording_ = true;
+  // Whatever `work` does, the capture ends and the flag drops: a capture left open would
+  // swallow every later call on the stream.
   bool queued = true;
+  recording_ = true;
   try {
     work();
-  } catch (const std::exception&) {
+  } catch (...) {
     // Nothing ran (capture only records): the caller runs the work itself, and a genuine
     // error is reported from there.
     queued = false;
@@ -326,6 +328,10 @@ PinnedBuffer::~PinnedBuffer() {
 // --- CudaBuffer -------------------------------------------------------------------------------
 
 CudaBuffer::CudaBuffer(std::shared_ptr<CudaContext> context, size_t floats) : context_(std::move(context)) {
+  // A block taken while recording would be baked into the graph, and could be handed to
+  // someone else once freed: recorded work must not allocate (capture then fails over to
+  // running the work directly).
+  VETO_CHECK(!context_->recording(), "CUDA: device memory allocated while recording");
   context_->activate();
   // At least one element so data() is never null (as HostBuffer).
   data_ = static_cast<float*>(context_->allocator().allocate(std::max<size_t>(floats, 1) * sizeof(float), &bucket_));

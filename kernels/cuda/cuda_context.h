@@ -87,6 +87,7 @@ class CudaContext {
   size_t workspace_bytes() const { return workspace_bytes_; }
   // Counts the workspace's moves: a recording made at another generation is stale.
   uint64_t workspace_generation() const { return workspace_generation_; }
+  bool recording() const { return recording_; }
 
   // Records what `work` queues on the stream into a CUDA Graph (see Backend::record); null
   // when capture fails (a library call that cannot be captured, or the workspace would grow).
