@@ -119,27 +119,30 @@ job() {  # job NAME COMMAND...: one timed job, veto's JSON (stdout) into $tmp/jo
     rm -f "$result"
   fi
 }
-# Batch 1 with every kernel launched each pass: what the CUDA Graph replay saves.
-job forward_nographs_b1 "$veto" bench --model "$tmp/inception.safetensors" --backend "$backend" --graphs off \
-  --input "$tmp/x8.npy" --batch 1 --repeat 10 --format json
-for p in ${precisions//,/ }; do
-  for b in ${batches//,/ }; do
+# The issue's two targets first (bf16 forward at the largest batch, the detection features),
+# so a run cut short by the deadline still has them; then the rest.
+reversed() { local out="" x; for x in ${1//,/ }; do out="$x $out"; done; echo "$out"; }
+for b in $(reversed "$batches"); do
+  for p in $(reversed "$precisions"); do
     job "forward_${p}_b$b" "$veto" bench --model "$tmp/inception.safetensors" --backend "$backend" \
       --precision "$p" --input "$tmp/x8.npy" --batch "$b" --repeat 10 --format json
   done
 done
-job conductance "$veto" attribute --model "$tmp/inception.safetensors" --backend "$backend" --input "$tmp/xc.npy" \
-  --steps "$steps" --batch "$cond_images" --max-memory "$memory" --out "$tmp/attr.npy" --format json
 cifar=data/cifar10_test_0-999.bin
 step mutants 300 "$tmp/mutants.log" "$veto" mutants build --model resnet20 --backend "$backend" --data "$cifar" \
   --limit "$mutant_limit" --op nai --gamma 0.002 --count 100 --seed 0 --out "$tmp/nai.safetensors"
-job lcr "$veto" lcr --model resnet20 --backend "$backend" --mutants "$tmp/nai.safetensors" --data "$cifar" \
-  --limit "$lcr_limit" --batch 256 --format json
-for p in ${precisions//,/ }; do  # the detection features in each precision (LCR against the same mode's predictions)
+for p in $(reversed "$precisions"); do  # detection features per precision (LCR against the same mode's predictions)
   job "features_$p" "$veto" features --model resnet20 --backend "$backend" --precision "$p" \
     --mutants "$tmp/nai.safetensors" --data "$cifar" --limit "$features_limit" --batch 256 --max-memory "$memory" \
     --out "$tmp/features_$p.safetensors" --format json
 done
+job conductance "$veto" attribute --model "$tmp/inception.safetensors" --backend "$backend" --input "$tmp/xc.npy" \
+  --steps "$steps" --batch "$cond_images" --max-memory "$memory" --out "$tmp/attr.npy" --format json
+job lcr "$veto" lcr --model resnet20 --backend "$backend" --mutants "$tmp/nai.safetensors" --data "$cifar" \
+  --limit "$lcr_limit" --batch 256 --format json
+# Batch 1 with every kernel launched each pass: what the CUDA Graph replay saves.
+job forward_nographs_b1 "$veto" bench --model "$tmp/inception.safetensors" --backend "$backend" --graphs off \
+  --input "$tmp/x8.npy" --batch 1 --repeat 10 --format json
 
 "$py" - "$out" "$tmp/jobs" <<'PY' | tee -a "$summary"
 import glob, json, os, sys
