@@ -104,8 +104,8 @@ class Backend {
   // this backend cannot record it (or capture failed): the caller then runs `work` itself.
   // The work must queue the same calls on the same pointers every time (the memory's
   // contents may change between replays: new inputs, mutated weights), must not wait for
-  // the device, and must not need more scratch memory than it used when it last ran
-  // unrecorded. The host backends "record" by keeping `work` and running it again: there
+  // the device or allocate memory, and must not need more scratch memory than it used when
+  // it last ran unrecorded. The host backends "record" by keeping `work` and running it again: there
   // is no launch cost to save, and the executor keeps one code path, tested on every backend.
   virtual std::unique_ptr<RecordedWork> record(const std::function<void()>& work) = 0;
 
