@@ -50,6 +50,15 @@ class RecordedWork {
   virtual bool replay() = 0;
 };
 
+// One interval of layer conductance for one sample (Backend::conductance_accumulate).
+struct ConductanceTerm {
+  const float* grad;
+  const float* upper;
+  const float* lower;
+  float* sums;
+  float* map;  // may be null
+};
+
 // What a convolution step computes after the convolution itself:
 // y = relu?(conv(x, w) + bias + residual?). Batch norm is folded into w and bias by the
 // caller; the canonical weights stay untouched.
@@ -187,11 +196,14 @@ class Backend {
   // y = baseline + alpha * (x - baseline) over `count` values (an integrated-gradients step,
   // formed on the device so no host copy of every step exists).
   virtual void interpolate(int64_t count, const float* baseline, const float* x, float alpha, float* y) = 0;
-  // One interval of layer conductance for one sample of a (channels, spatial) activation:
-  // v = grad * (upper - lower) elementwise; sums[c] += sum over the channel's spatial values
-  // of v, and map (when not null) += v.
-  virtual void conductance_accumulate(int64_t channels, int64_t spatial, const float* grad, const float* upper,
-                                      const float* lower, float* sums, float* map) = 0;
+  // Intervals of layer conductance of one layer, each over one sample of its (channels,
+  // spatial) activation: v = grad * (upper - lower) elementwise; sums[c] += sum over the
+  // channel's spatial values of v, and map (when not null) += v. The terms are applied in
+  // order: those sharing sums (which must then share map) add up in that order, the numbers of
+  // one call per term; terms with different sums must not overlap. One call covers every
+  // interval of a pass over the steps (on CUDA one kernel launch per layer and pass).
+  virtual void conductance_accumulate(int64_t channels, int64_t spatial,
+                                      const std::vector<ConductanceTerm>& terms) = 0;
 };
 
 // "cpu" (fast kernels), "reference" (plain loops: the test oracle), "cuda", or "auto"

@@ -119,9 +119,9 @@ class CpuBackend : public HostBackend {
   void interpolate(int64_t count, const float* baseline, const float* x, float alpha, float* y) override {
     cpu::interpolate(count, baseline, x, alpha, y);
   }
-  void conductance_accumulate(int64_t channels, int64_t spatial, const float* grad, const float* upper,
-                              const float* lower, float* sums, float* map) override {
-    cpu::conductance_accumulate(channels, spatial, grad, upper, lower, sums, map);
+  void conductance_accumulate(int64_t channels, int64_t spatial, const std::vector<ConductanceTerm>& terms) override {
+    for (const ConductanceTerm& t : terms)
+      cpu::conductance_accumulate(channels, spatial, t.grad, t.upper, t.lower, t.sums, t.map);
   }
 };
 

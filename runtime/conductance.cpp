@@ -264,11 +264,15 @@ ConductanceResult ConductanceEngine::run(const float* images, int64_t count, con
       grads.push_back(plan.gradient(layer));
       baseline_acts.push_back(baseline_plan_->activation(layer));
     }
-    for (int64_t r = 0; r < n; ++r) {
-      const Row& row = rows[static_cast<size_t>(start + r)];
-      if (row.node < 0) continue;
-      for (int64_t l = 0; l < layers; ++l) {
-        const int64_t c = channels_[l], hw = spatial_[l], size = c * hw;
+    // One call per layer for every interval of the pass, in row order (the rows of an image
+    // follow each other, so its sums add up step by step as with one call per interval).
+    const Row& last = rows[static_cast<size_t>(start + n - 1)];
+    for (int64_t l = 0; l < layers; ++l) {
+      const int64_t c = channels_[l], hw = spatial_[l], size = c * hw;
+      std::vector<ConductanceTerm> terms;
+      for (int64_t r = 0; r < n; ++r) {
+        const Row& row = rows[static_cast<size_t>(start + r)];
+        if (row.node < 0) continue;
         const float* act = acts[static_cast<size_t>(l)] + r * size;
         const float* grad = grads[static_cast<size_t>(l)] + r * size;
         float* sum = sums[l]->data() + row.image * c;
@@ -276,14 +280,16 @@ ConductanceResult ConductanceEngine::run(const float* images, int64_t count, con
         if (row.node < m) {
           const float* up_act = r > 0 ? act - size : carry_act[l]->data();
           const float* up_grad = r > 0 ? grad - size : carry_grad[l]->data();
-          backend_.conductance_accumulate(c, hw, path_.gradient_at_upper ? up_grad : grad, up_act, act, sum, map);
+          terms.push_back({path_.gradient_at_upper ? up_grad : grad, up_act, act, sum, map});
         }
         if (cached_baseline && row.node == 1)
-          backend_.conductance_accumulate(c, hw, grad, act, baseline_acts[static_cast<size_t>(l)], sum, map);
-        if (r == n - 1) {
-          backend_.copy(act, carry_act[l]->data(), static_cast<size_t>(size));
-          backend_.copy(grad, carry_grad[l]->data(), static_cast<size_t>(size));
-        }
+          terms.push_back({grad, act, baseline_acts[static_cast<size_t>(l)], sum, map});
+      }
+      backend_.conductance_accumulate(c, hw, terms);
+      if (last.node >= 0) {  // the upper end of the next pass's first interval
+        backend_.copy(acts[static_cast<size_t>(l)] + (n - 1) * size, carry_act[l]->data(), static_cast<size_t>(size));
+        backend_.copy(grads[static_cast<size_t>(l)] + (n - 1) * size, carry_grad[l]->data(),
+                      static_cast<size_t>(size));
       }
     }
   }

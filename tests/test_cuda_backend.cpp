@@ -761,12 +761,36 @@ TEST_F(CudaBackendTest, ConductanceAccumulate) {
       const size_t out_count = static_cast<size_t>(k.channels + (with_map ? count : 0));
       expect_parity({random_values(count, 62), random_values(count, 63), random_values(count, 64)}, out_count,
                     [&](Backend& b, const auto& in, float* out) {
-                      b.conductance_accumulate(k.channels, k.spatial, in[0], in[1], in[2], out,
-                                               with_map ? out + k.channels : nullptr);
+                      b.conductance_accumulate(k.channels, k.spatial,
+                                               {{in[0], in[1], in[2], out, with_map ? out + k.channels : nullptr}});
                     },
                     // The sums: over up to 3,675 terms, in double on both backends.
                     1e-5f, 1e-5f, random_values(out_count, 65));
     }
+}
+
+// One launch for a pass's intervals: terms of three "images" interleaved (grouped on the
+// device by their sums, each group in order), with and without maps, against the reference
+// backend applying them one by one.
+TEST_F(CudaBackendTest, ConductanceAccumulateManyTermsInOneCall) {
+  const int64_t channels = 7, spatial = 17 * 17, sample = channels * spatial, images = 3, steps = 4;
+  // Inputs: `steps` activations and gradients per image; outputs: sums then maps per image.
+  const size_t out_count = static_cast<size_t>(images * (channels + sample));
+  expect_parity({random_values(static_cast<size_t>(images * steps * sample), 80),
+                 random_values(static_cast<size_t>(images * steps * sample), 81)},
+                out_count,
+                [&](Backend& b, const auto& in, float* out) {
+                  std::vector<ConductanceTerm> terms;
+                  for (int64_t s = 1; s < steps; ++s)
+                    for (int64_t i = 0; i < images; ++i) {
+                      const int64_t upper = (i * steps + s - 1) * sample, lower = (i * steps + s) * sample;
+                      float* sums = out + i * channels;
+                      float* map = i == 1 ? nullptr : out + images * channels + i * sample;
+                      terms.push_back({in[1] + lower, in[0] + upper, in[0] + lower, sums, map});
+                    }
+                  b.conductance_accumulate(channels, spatial, terms);
+                },
+                1e-5f, 1e-5f, random_values(out_count, 82));
 }
 
 // Mutant evaluation on the device: the incremental plan's logits for each mutant against a

@@ -480,9 +480,9 @@ TEST(BackendBackward, AttributionKernelsMatchAcrossHostBackends) {
   expect_close(got.data(), want.data(), n, 1e-6f, 1e-7f, "interpolate");
   auto want_sums = sums0, got_sums = sums0;
   std::vector<float> want_map(n, 1.0f), got_map(n, 1.0f);
-  reference_backend->conductance_accumulate(channels, spatial, g.data(), b.data(), a.data(), want_sums.data(),
-                                            want_map.data());
-  cpu_backend->conductance_accumulate(channels, spatial, g.data(), b.data(), a.data(), got_sums.data(), got_map.data());
+  reference_backend->conductance_accumulate(channels, spatial,
+                                            {{g.data(), b.data(), a.data(), want_sums.data(), want_map.data()}});
+  cpu_backend->conductance_accumulate(channels, spatial, {{g.data(), b.data(), a.data(), got_sums.data(), got_map.data()}});
   expect_close(got_sums.data(), want_sums.data(), channels, 1e-6f, 1e-6f, "conductance sums");
   expect_close(got_map.data(), want_map.data(), n, 0, 0, "conductance map");
   EXPECT_NE(got_sums, sums0);

@@ -1,7 +1,10 @@
 // The CUDA backend: cuDNN convolutions (conv2d.cpp), cuBLAS dense (dense.cu) and one custom
 // kernel per remaining op (kernels/cuda/<op>.cu). Every call queues work on the context's one
 // stream and returns; download() and synchronize() wait for it.
+#include <cstring>
 #include <memory>
+#include <unordered_map>
+#include <vector>
 
 #include "kernels/cuda/conv2d.h"
 #include "kernels/cuda/cuda_check.h"
@@ -268,10 +271,41 @@ class CudaBackend : public Backend {
     cuda::interpolate(context_->stream(), count, baseline, x, alpha, y);
   }
 
-  void conductance_accumulate(int64_t channels, int64_t spatial, const float* grad, const float* upper,
-                              const float* lower, float* sums, float* map) override {
+  // One upload of the term table (group offsets, then the terms grouped by their sums in first
+  // appearance order, each group in the given order) and one launch.
+  void conductance_accumulate(int64_t channels, int64_t spatial, const std::vector<ConductanceTerm>& terms) override {
+    if (terms.empty()) return;
+    std::vector<std::vector<size_t>> groups;
+    std::unordered_map<const float*, size_t> group_of;
+    for (size_t t = 0; t < terms.size(); ++t) {
+      const auto [it, added] = group_of.emplace(terms[t].sums, groups.size());
+      if (added) groups.emplace_back();
+      groups[it->second].push_back(t);
+    }
+    std::vector<int64_t> starts{0};
+    std::vector<cuda::ConductanceTermPointers> ordered;
+    for (const std::vector<size_t>& group : groups) {
+      for (size_t t : group) {
+        const ConductanceTerm& k = terms[t];
+        ordered.push_back({k.grad, k.upper, k.lower, k.sums, k.map});
+      }
+      starts.push_back(static_cast<int64_t>(ordered.size()));
+    }
+    const size_t start_bytes = starts.size() * sizeof(int64_t);
+    const size_t term_offset = (start_bytes + 15) / 16 * 16, bytes = term_offset + ordered.size() * sizeof(ordered[0]);
+    std::vector<unsigned char> table(bytes);
+    std::memcpy(table.data(), starts.data(), start_bytes);
+    std::memcpy(table.data() + term_offset, ordered.data(), ordered.size() * sizeof(ordered[0]));
+    const size_t floats = (bytes + sizeof(float) - 1) / sizeof(float);
+    // A smaller table that queued kernels may still read goes back to the allocator, which
+    // hands it only to work queued after them.
+    if (!term_table_ || term_table_->size() < floats) term_table_ = allocate(floats);
     context_->activate();
-    cuda::conductance_accumulate(context_->stream(), channels, spatial, grad, upper, lower, sums, map);
+    context_->upload(table.data(), term_table_->data(), bytes);
+    auto* base = reinterpret_cast<unsigned char*>(term_table_->data());
+    cuda::conductance_accumulate(context_->stream(), channels, spatial,
+                                 reinterpret_cast<const cuda::ConductanceTermPointers*>(base + term_offset),
+                                 reinterpret_cast<const int64_t*>(base), static_cast<int64_t>(groups.size()));
   }
 
  private:
@@ -355,6 +389,7 @@ class CudaBackend : public Backend {
   }
 
   std::shared_ptr<cuda::CudaContext> context_;
+  std::unique_ptr<DeviceBuffer> term_table_;  // conductance_accumulate's terms on the device
 };
 
 }  // namespace

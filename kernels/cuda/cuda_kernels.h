@@ -155,9 +155,18 @@ void dense_backward_data(cublasHandle_t cublas, cublasComputeType_t compute, int
 
 // conductance.cu: y = baseline + alpha * (x - baseline) over `count` values.
 void interpolate(cudaStream_t stream, int64_t count, const float* baseline, const float* x, float alpha, float* y);
-// One conductance interval of a (channels, spatial) sample: v = grad * (upper - lower);
-// sums[c] += sum_s v[c, s], map += v when map is not null.
-void conductance_accumulate(cudaStream_t stream, int64_t channels, int64_t spatial, const float* grad,
-                            const float* upper, const float* lower, float* sums, float* map);
+// Conductance intervals of a (channels, spatial) layer: for each term v = grad * (upper -
+// lower); sums[c] += sum_s v[c, s], map += v when map is not null. `terms` (device memory) is
+// ordered by group, a group being the terms that share sums (and map), applied in order;
+// group g is terms [group_start[g], group_start[g + 1]).
+struct ConductanceTermPointers {
+  const float* grad;
+  const float* upper;
+  const float* lower;
+  float* sums;
+  float* map;
+};
+void conductance_accumulate(cudaStream_t stream, int64_t channels, int64_t spatial,
+                            const ConductanceTermPointers* terms, const int64_t* group_start, int64_t groups);
 
 }  // namespace veto::cuda
