@@ -51,4 +51,22 @@ inline void expect_close(const float* got, const float* want, int64_t n, float r
   ADD_FAILURE() << os.str();
 }
 
+// A mutant-like change of whole filters (Conv2dKernel::set_filters tests): `weights` with
+// filters[f] (each `filter_size` values) replaced by the f-th block of `fresh`, and the values
+// they held, in the same order (what set_filters needs to undo the change).
+struct FilterPatch {
+  std::vector<float> patched, old_values;
+};
+inline FilterPatch patch_filters(const std::vector<float>& weights, int64_t filter_size,
+                                 const std::vector<int64_t>& filters, const std::vector<float>& fresh) {
+  FilterPatch p{weights, {}};
+  for (size_t f = 0; f < filters.size(); ++f) {
+    const auto from = static_cast<std::ptrdiff_t>(filters[f] * filter_size);
+    p.old_values.insert(p.old_values.end(), weights.begin() + from, weights.begin() + from + filter_size);
+    std::copy(fresh.begin() + static_cast<std::ptrdiff_t>(f) * filter_size,
+              fresh.begin() + static_cast<std::ptrdiff_t>(f + 1) * filter_size, p.patched.begin() + from);
+  }
+  return p;
+}
+
 }  // namespace veto

@@ -170,6 +170,7 @@ TEST(Cli, BadFlagsAndNames) {
   expect_error(veto("run --data " + kCifar + " --out-dir " + scratch("run-tf32").string() +
                     " --precision tf32 --backend reference"),
                "precision tf32 needs the cuda backend (the reference backend computes in fp32 only)");
+  EXPECT_FALSE(fs::exists(scratch("run-tf32"))) << "the refused run made its report folder";
   expect_error(veto("eval --model resnet20"), "'veto eval' needs --data");
   expect_error(veto("predict --model resnet20"), "no inputs: give --data FILE or --input FILE...");
   expect_error(veto("eval --model resnet99 --data " + kCifar), "unknown model 'resnet99'");

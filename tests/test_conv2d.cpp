@@ -343,13 +343,7 @@ TEST(Conv2dSetFilters, EqualsSetWeightsOfThePatchedWeightsOnBothHostBackends) {
       const auto x = random(c.input.numel(), 7), dy = random(out.numel(), 8), w = random(weight_count(c.op), 9),
                  bias = random(c.op.out_channels, 10), fresh = random(2 * size, 11);
       const std::vector<int64_t> filters{5, 0};
-      std::vector<float> patched = w, old_values;
-      for (size_t f = 0; f < filters.size(); ++f) {
-        const auto from = static_cast<std::ptrdiff_t>(filters[f] * size);
-        old_values.insert(old_values.end(), w.begin() + from, w.begin() + from + size);
-        std::copy(fresh.begin() + static_cast<std::ptrdiff_t>(f) * size,
-                  fresh.begin() + static_cast<std::ptrdiff_t>(f + 1) * size, patched.begin() + from);
-      }
+      const FilterPatch patch = patch_filters(w, size, filters, fresh);
       auto run = [&](Conv2dKernel& k) {
         std::vector<float> y(static_cast<size_t>(out.numel())), dx(static_cast<size_t>(c.input.numel()));
         k.forward(x.data(), y.data(), nullptr);
@@ -362,11 +356,11 @@ TEST(Conv2dSetFilters, EqualsSetWeightsOfThePatchedWeightsOnBothHostBackends) {
       sparse->set_weights(w.data(), bias.data());
       const std::vector<float> original = run(*sparse);  // backward_data has packed its weights now
       sparse->set_filters(filters, fresh.data());
-      whole->set_weights(patched.data(), bias.data());
+      whole->set_weights(patch.patched.data(), bias.data());
       const std::vector<float> changed = run(*sparse);
       EXPECT_EQ(changed, run(*whole));
       EXPECT_NE(changed, original);
-      sparse->set_filters(filters, old_values.data());
+      sparse->set_filters(filters, patch.old_values.data());
       EXPECT_EQ(run(*sparse), original);
 
       EXPECT_THROW(sparse->set_filters({c.op.out_channels}, fresh.data()), Error);

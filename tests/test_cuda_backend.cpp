@@ -24,6 +24,7 @@
 #include "runtime/model.h"
 #include "runtime/mutation.h"
 #include "runtime/ops.h"
+#include "tests/op_test_util.h"
 
 namespace veto {
 namespace {
@@ -977,13 +978,7 @@ void expect_set_filters_equals_set_weights(Backend& device) {
   const std::vector<float> x = random_values(input.numel(), 70), w = random_values(conv_weight_count(op), 71),
                            bias = random_values(op.out_channels, 72), fresh = random_values(2 * size, 73);
   const std::vector<int64_t> filters{7, 2};
-  std::vector<float> patched = w, old_values;
-  for (size_t f = 0; f < filters.size(); ++f) {
-    const auto from = static_cast<std::ptrdiff_t>(filters[f] * size);
-    old_values.insert(old_values.end(), w.begin() + from, w.begin() + from + size);
-    std::copy(fresh.begin() + static_cast<std::ptrdiff_t>(f) * size,
-              fresh.begin() + static_cast<std::ptrdiff_t>(f + 1) * size, patched.begin() + from);
-  }
+  const FilterPatch patch = patch_filters(w, size, filters, fresh);
   std::unique_ptr<Conv2dKernel> sparse = device.make_conv2d(op, input, ConvFusion{}),
                                 whole = device.make_conv2d(op, input, ConvFusion{});
   auto run = [&](Conv2dKernel& k) {
@@ -995,11 +990,11 @@ void expect_set_filters_equals_set_weights(Backend& device) {
   sparse->set_weights(w.data(), bias.data());
   const std::vector<float> original = run(*sparse);
   sparse->set_filters(filters, fresh.data());
-  whole->set_weights(patched.data(), bias.data());
+  whole->set_weights(patch.patched.data(), bias.data());
   const std::vector<float> changed = run(*sparse);
   EXPECT_EQ(changed, run(*whole));
   EXPECT_NE(changed, original);
-  sparse->set_filters(filters, old_values.data());
+  sparse->set_filters(filters, patch.old_values.data());
   EXPECT_EQ(run(*sparse), original);
 }
 

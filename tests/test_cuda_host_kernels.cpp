@@ -29,6 +29,7 @@
 #include "kernels/reference/slice.h"
 #include "kernels/reference/softmax.h"
 #include "kernels/reference/zero_pad_shortcut.h"
+#include "tests/op_test_util.h"
 
 namespace veto {
 namespace {
@@ -1100,10 +1101,10 @@ TEST(CudaHostKernels, SetFiltersPatchesTheFiltersInEitherLayout) {
   const int64_t out = 6, per_group = 4, kernel_spatial = 3 * 2, size = per_group * kernel_spatial;
   const std::vector<float> w = random_values(out * size, 51), fresh = random_values(2 * size, 52);
   const std::vector<int64_t> filters{4, 1};
-  std::vector<float> patched = w;
-  for (size_t f = 0; f < filters.size(); ++f)
-    std::copy(fresh.begin() + static_cast<std::ptrdiff_t>(f) * size,
-              fresh.begin() + static_cast<std::ptrdiff_t>(f + 1) * size, patched.begin() + filters[f] * size);
+  const std::vector<float> patched = patch_filters(w, size, filters, fresh).patched;
+  for (int64_t f = 0; f < out; ++f)  // OIHW: filter f's values are one contiguous run
+    for (int64_t j = 0; j < size; ++j)
+      ASSERT_EQ(cm::filter_weight_index(cm::FilterLayout{per_group, kernel_spatial, false}, f, j), f * size + j);
   for (bool krsc : {false, true}) {
     SCOPED_TRACE(krsc ? "KRSC bf16" : "OIHW fp32");
     const cm::FilterLayout layout{per_group, kernel_spatial, krsc};

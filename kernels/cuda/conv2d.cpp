@@ -168,8 +168,10 @@ class CudaConv2d : public Conv2dKernel {
     VETO_CHECK(weights_set_, "CUDA conv2d: backward_data before set_weights");
     context_->activate();
     if (!backward_algorithm_chosen_) {
-      choose_backward_algorithm();
-      backward_algorithm_chosen_ = true;
+      // Only FP32 data gets here (bf16 kernels chose both directions when made), and FP32 always
+      // has an algorithm.
+      backward_algorithm_chosen_ = choose_backward_algorithm();
+      VETO_CHECK(backward_algorithm_chosen_, "internal: CUDA conv2d found no data-gradient algorithm");
     }
     const float one = 1.0f, zero = 0.0f;
     if (bf16_) {

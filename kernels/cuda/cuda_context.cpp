@@ -305,7 +305,8 @@ std::unique_ptr<RecordedWork> CudaContext::record(std::shared_ptr<CudaContext> s
 
 // --- PinnedBuffer -------------------------------------------------------------------------------
 
-PinnedBuffer::PinnedBuffer(std::shared_ptr<CudaContext> context, size_t floats) : context_(std::move(context)) {
+PinnedBuffer::PinnedBuffer(std::shared_ptr<CudaContext> context, size_t floats)
+    : ContextBuffer(std::move(context)) {
   context_->activate();
   void* host = nullptr;
   const size_t bytes = std::max<size_t>(floats, 1) * sizeof(float);
@@ -327,7 +328,8 @@ PinnedBuffer::~PinnedBuffer() {
 
 // --- CudaBuffer -------------------------------------------------------------------------------
 
-CudaBuffer::CudaBuffer(std::shared_ptr<CudaContext> context, size_t floats) : context_(std::move(context)) {
+CudaBuffer::CudaBuffer(std::shared_ptr<CudaContext> context, size_t floats)
+    : ContextBuffer(std::move(context)) {
   // A block taken while recording would be baked into the graph, and could be handed to
   // someone else once freed: recorded work must not allocate (capture then fails over to
   // running the work directly).

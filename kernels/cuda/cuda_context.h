@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "runtime/backend.h"
@@ -118,29 +119,32 @@ class CudaContext {
   size_t cublas_workspace_bucket_ = 0;
 };
 
-// Page-locked host memory (cudaHostAlloc), freed when destroyed; data() is a host pointer.
-class PinnedBuffer : public DeviceBuffer {
+// Memory of a context that keeps the context alive, so a buffer may outlive the backend that
+// made it.
+class ContextBuffer : public DeviceBuffer {
  public:
-  PinnedBuffer(std::shared_ptr<CudaContext> context, size_t floats);
-  ~PinnedBuffer() override;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ContextBuffer(const ContextBuffer&) = delete;
+  ContextBuffer& operator=(const ContextBuffer&) = delete;
 
- private:
+ protected:
+  explicit ContextBuffer(std::shared_ptr<CudaContext> context) : context_(std::move(context)) {}
   std::shared_ptr<CudaContext> context_;
 };
 
-// Device memory of a context, handed back to its caching allocator when destroyed. Holds the
-// context alive so a buffer may outlive the backend that made it.
-class CudaBuffer : public DeviceBuffer {
+// Page-locked host memory (cudaHostAlloc), freed when destroyed; data() is a host pointer.
+class PinnedBuffer : public ContextBuffer {
+ public:
+  PinnedBuffer(std::shared_ptr<CudaContext> context, size_t floats);
+  ~PinnedBuffer() override;
+};
+
+// Device memory, handed back to the context's caching allocator when destroyed.
+class CudaBuffer : public ContextBuffer {
  public:
   CudaBuffer(std::shared_ptr<CudaContext> context, size_t floats);
   ~CudaBuffer() override;
-  CudaBuffer(const CudaBuffer&) = delete;
-  CudaBuffer& operator=(const CudaBuffer&) = delete;
 
  private:
-  std::shared_ptr<CudaContext> context_;
   size_t bucket_ = 0;
 };
 

@@ -42,6 +42,7 @@ int cmd_run(const std::vector<std::string>& words) {
     return 0;
   }
   read_detection_options(args);  // bad split/hidden/... values fail before any work
+  open_backend(args);             // and so does a backend / precision this machine cannot run
   const std::string dir = args.get("out-dir", "veto-report");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
